@@ -1,0 +1,31 @@
+"""dxlmispservice: MISP on the OpenDXL fabric, on current PyMISP."""
+from __future__ import annotations
+
+from setuptools import setup
+
+VERSION = "0.2.0"
+
+setup(
+    name="dxlmispservice",
+    version=VERSION,
+    description="MISP DXL Python service: MISP's REST API and change notifications on an OpenDXL fabric",
+    long_description=open("README.rst", encoding="utf-8").read(),
+    long_description_content_type="text/x-rst",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    # devstack/ is a dev and test tool and stays out of the product wheel.
+    packages=["dxlmispservice"],
+    package_data={"dxlmispservice": ["_config/app/*", "_config/sample/*"]},
+    install_requires=[
+        "dxlclient>=5.7.0.1",
+        "dxlbootstrap>=0.2.2",
+        "pymisp>=2.5.34",
+        "pyzmq>=25",
+        "requests>=2.31",
+        "setuptools<81",  # dxlbootstrap imports pkg_resources
+    ],
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: Apache Software License",
+    ],
+)

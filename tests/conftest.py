@@ -1,0 +1,1 @@
+"""Shared pytest configuration: the stack fixtures live in tests/e2e/conftest.py."""
