@@ -331,7 +331,8 @@ def _zeromq(general: _Section, misp_host: str, environ: Mapping[str, str]) -> Zm
     username = general.text("zeroMqUsername")
     password = _secret(general, "zeroMqPassword", environ, required=False)
     if (username is None) != (password is None):
-        raise general.error("zeroMqPassword" if username else "zeroMqUsername", "set without the other",
+        missing, given = ("zeroMqPassword", "zeroMqUsername") if username else ("zeroMqUsername", "zeroMqPassword")
+        raise general.error(missing, f"missing while {given} is set",
                             "both zeroMqUsername and zeroMqPassword (ZeroMQ PLAIN), or neither")
     if not topics:
         return None
