@@ -153,7 +153,8 @@ class Broker:
                 self._process, self._port = process, port
                 return port
             stop_process(process, STOP_TIMEOUT)
-            failure = f"mosquitto exited with {process.returncode}: {self._tail(self.stderr_file)} {self._tail(self.log_file)}"
+            output = f"{self._tail(self.stderr_file)} {self._tail(self.log_file)}"
+            failure = f"mosquitto exited with {process.returncode}: {output}"
         raise BrokerError(f"mosquitto would not start on {HOST}: {failure}")
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:

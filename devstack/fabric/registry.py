@@ -274,8 +274,8 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """Start ``python -m devstack.fabric.registry CONFIG`` as a child; return it once it prints its ready line.
 
-    Stop it with ``devstack.fabric.broker.stop_process(process)`` (by PID), then close ``process.stdout``. Raises ``RegistryStartError``
-    (and stops the child) if it exits or stays silent for ``timeout`` seconds.
+    Stop it with ``devstack.fabric.broker.stop_process(process)`` (by PID), then close ``process.stdout``.
+    Raises ``RegistryStartError`` (and stops the child) if it exits or stays silent for ``timeout`` seconds.
     """
     command = [sys.executable, "-m", "devstack.fabric.registry", os.fspath(config)]
     env = dict(os.environ)
