@@ -1,0 +1,239 @@
+"""RequestHandler and DxlRequestCallback: JSON in and out, the size limit, and the error mapping."""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date
+from typing import Any
+
+import pytest
+from dxlclient.message import ErrorResponse, Message, Request, Response
+from pymisp import MISPEvent
+
+from dxlmispservice.errors import (InternalError, InvalidArguments, InvalidPayload, MispRefused,
+                                   MispUnavailable, ResponseTooLarge)
+from dxlmispservice.handler import DxlRequestCallback, Outcome, RequestHandler, decode_payload
+
+KEY = "handlerKey0123456789abcdefghijklmnopqrs"
+REFUSAL = {"name": "Invalid event", "message": "Invalid event", "url": "/events/view/9"}
+
+
+class FakeMisp:
+    """Stands in for MispClient: handlers only pass it around here."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+
+
+def echo(misp: FakeMisp, payload: dict[str, Any]) -> Any:
+    misp.seen.append(payload)
+    return payload
+
+
+def sized(misp: FakeMisp, payload: dict[str, Any]) -> Any:
+    return {"data": "x" * payload["n"]}
+
+
+def boom(misp: FakeMisp, payload: dict[str, Any]) -> Any:
+    raise RuntimeError(f"database exploded with key {KEY}")
+
+
+def refuse(misp: FakeMisp, payload: dict[str, Any]) -> Any:
+    raise MispRefused("MISP refused the call (HTTP 404): Invalid event", status=404, payload=REFUSAL)
+
+
+def unavailable(misp: FakeMisp, payload: dict[str, Any]) -> Any:
+    raise MispUnavailable(f"cannot reach MISP with {KEY}")
+
+
+def bad_args(misp: FakeMisp, payload: dict[str, Any]) -> Any:
+    raise InvalidArguments("unknown argument 'evnt'; accepted: event, value")
+
+
+def leaky(misp: FakeMisp, payload: dict[str, Any]) -> Any:
+    return {"authkey": KEY}
+
+
+def objects(misp: FakeMisp, payload: dict[str, Any]) -> Any:
+    event = MISPEvent()
+    event.info = "pythonified"
+    return {"event": event, "day": date(2024, 1, 31), "tags": {"b", "a"}}
+
+
+def raw_bytes(misp: FakeMisp, payload: dict[str, Any]) -> Any:
+    return b"\x00\x01"
+
+
+TABLE = {f.__name__: f for f in (echo, sized, boom, refuse, unavailable, bad_args, leaky, objects, raw_bytes)}
+
+
+@pytest.fixture()
+def misp() -> FakeMisp:
+    return FakeMisp()
+
+
+@pytest.fixture()
+def handler(misp: FakeMisp) -> RequestHandler:
+    return RequestHandler(TABLE, misp, max_response_size=1024, secret=KEY)
+
+
+def body(outcome: Outcome) -> Any:
+    return json.loads(outcome.body)
+
+
+def test_object_payload_reaches_handler_and_answer_is_compact_json(handler: RequestHandler,
+                                                                   misp: FakeMisp) -> None:
+    """A JSON object payload is passed as a dict; the answer is compact UTF-8 JSON."""
+    outcome = handler.handle("echo", '{"event": 5, "info": "café"}'.encode())
+    assert outcome.ok and outcome.error_code == 0
+    assert misp.seen == [{"event": 5, "info": "café"}]
+    assert outcome.body == '{"event":5,"info":"café"}'.encode()
+
+
+@pytest.mark.parametrize("payload", [b"", b"  \n", None])
+def test_empty_payload_is_an_empty_object(handler: RequestHandler, misp: FakeMisp, payload: bytes | None) -> None:
+    """An empty payload means no arguments: the handler gets {}."""
+    assert handler.handle("echo", payload).ok  # type: ignore[arg-type]
+    assert misp.seen == [{}]
+
+
+@pytest.mark.parametrize("payload,words", [
+    (b"{not json", "not valid JSON"),
+    (b"[1, 2]", "not an array"),
+    (b'"text"', "not a string"),
+    (b"42", "not a number"),
+    (b"null", "not null"),
+    (b"\xff\xfe{}", "not UTF-8"),
+])
+def test_bad_payload_is_invalid_payload(handler: RequestHandler, misp: FakeMisp, payload: bytes,
+                                        words: str) -> None:
+    """A payload that is not a JSON object answers invalid_payload, and the handler is not called."""
+    outcome = handler.handle("echo", payload)
+    assert not outcome.ok
+    assert outcome.error_code == InvalidPayload.code
+    assert words in outcome.error_message
+    assert body(outcome) == {"code": InvalidPayload.code, "error": "invalid_payload",
+                             "message": outcome.error_message}
+    assert misp.seen == []
+
+
+def test_too_large_names_size_limit_and_paging(handler: RequestHandler) -> None:
+    """An answer over maxResponseSize becomes response_too_large naming the size, the limit and limit/page."""
+    size = len(json.dumps({"data": "x" * 2000}, separators=(",", ":")))
+    outcome = handler.handle("sized", b'{"n": 2000}')
+    assert not outcome.ok and outcome.error_code == ResponseTooLarge.code
+    for words in (f"{size} bytes", "1024 bytes", "maxResponseSize", '"limit"', '"page"'):
+        assert words in outcome.error_message
+    assert body(outcome)["error"] == "response_too_large"
+
+
+def test_answer_at_the_limit_is_sent(handler: RequestHandler) -> None:
+    """An answer of exactly maxResponseSize bytes is sent as it is."""
+    overhead = len(json.dumps({"data": ""}, separators=(",", ":")))
+    outcome = handler.handle("sized", json.dumps({"n": 1024 - overhead}).encode())
+    assert outcome.ok and len(outcome.body) == 1024
+
+
+def test_unexpected_exception_is_internal_error(handler: RequestHandler, caplog: pytest.LogCaptureFixture) -> None:
+    """An unexpected exception answers a generic internal_error; the log has the traceback, without the key."""
+    with caplog.at_level(logging.ERROR, logger="dxlmispservice.handler"):
+        outcome = handler.handle("boom", b"{}")
+    assert not outcome.ok and outcome.error_code == InternalError.code
+    assert "database exploded" not in outcome.error_message and KEY not in outcome.body.decode()
+    reference = outcome.error_message.rsplit(" ", 1)[1]
+    logged = caplog.text
+    assert reference in logged and "Traceback" in logged and "database exploded" in logged
+    assert KEY not in logged
+
+
+def test_refused_payload_is_misps_json(handler: RequestHandler) -> None:
+    """MispRefused answers misp_refused with MISP's own error JSON as the payload."""
+    outcome = handler.handle("refuse", b"{}")
+    assert (outcome.ok, outcome.error_code) == (False, MispRefused.code)
+    assert "HTTP 404" in outcome.error_message
+    assert body(outcome) == REFUSAL
+
+
+@pytest.mark.parametrize("name,error", [("unavailable", MispUnavailable), ("bad_args", InvalidArguments)])
+def test_service_errors_keep_code_and_message(handler: RequestHandler, name: str, error: type) -> None:
+    """A MispServiceError answers its own code and message, with the key cut out."""
+    outcome = handler.handle(name, b"{}")
+    assert outcome.error_code == error.code
+    assert KEY not in outcome.error_message and KEY not in outcome.body.decode()
+    assert body(outcome)["error"] == error.name
+
+
+def test_key_cut_from_successful_answers(handler: RequestHandler) -> None:
+    """Even a successful answer never carries the API key."""
+    outcome = handler.handle("leaky", b"{}")
+    assert outcome.ok and KEY not in outcome.body.decode()
+
+
+def test_pymisp_objects_dates_and_sets_are_encoded(handler: RequestHandler) -> None:
+    """PyMISP objects, dates and sets in a result are encoded as JSON."""
+    outcome = handler.handle("objects", b"{}")
+    assert outcome.ok
+    answer = body(outcome)
+    assert answer["event"]["info"] == "pythonified"
+    assert (answer["day"], answer["tags"]) == ("2024-01-31", ["a", "b"])
+
+
+def test_raw_bytes_result_is_internal_error(handler: RequestHandler) -> None:
+    """A handler returning raw bytes is a bug: internal_error."""
+    assert handler.handle("raw_bytes", b"{}").error_code == InternalError.code
+
+
+def test_unknown_api_name_is_internal_error(handler: RequestHandler) -> None:
+    """An api name missing from the table (a wiring bug) answers internal_error."""
+    assert handler.handle("nope", b"{}").error_code == InternalError.code
+
+
+def test_decode_payload_accepts_str() -> None:
+    """decode_payload takes text too."""
+    assert decode_payload('{"a": 1}') == {"a": 1}
+
+
+class FakeDxlClient:
+    def __init__(self, fail: bool = False) -> None:
+        self.sent: list[Message] = []
+        self.fail = fail
+
+    def send_response(self, response: Message) -> None:
+        if self.fail:
+            raise RuntimeError("not connected")
+        self.sent.append(response)
+
+
+def request(payload: bytes) -> Request:
+    req = Request("/opendxl-misp/service/misp-api/echo")
+    req.payload = payload
+    return req
+
+
+def test_callback_sends_response(misp: FakeMisp) -> None:
+    """DxlRequestCallback answers a good request with a Response carrying the JSON body."""
+    client = FakeDxlClient()
+    DxlRequestCallback(client, RequestHandler(TABLE, misp, max_response_size=1024), "echo").on_request(
+        request(b'{"a": 1}'))
+    (sent,) = client.sent
+    assert type(sent) is Response and sent.payload == b'{"a":1}'
+
+
+def test_callback_sends_error_response(misp: FakeMisp) -> None:
+    """DxlRequestCallback answers a failure with an ErrorResponse: code, message and JSON payload."""
+    client = FakeDxlClient()
+    req = request(b"{}")
+    DxlRequestCallback(client, RequestHandler(TABLE, misp, max_response_size=1024), "refuse").on_request(req)
+    (sent,) = client.sent
+    assert isinstance(sent, ErrorResponse)
+    assert (sent.error_code, sent.request_message_id) == (MispRefused.code, req.message_id)
+    assert "HTTP 404" in sent.error_message and json.loads(sent.payload) == REFUSAL
+
+
+def test_callback_survives_send_failure(misp: FakeMisp, caplog: pytest.LogCaptureFixture) -> None:
+    """A failure to send the answer is logged, not raised into dxlclient's thread."""
+    callback = DxlRequestCallback(FakeDxlClient(fail=True), RequestHandler(TABLE, misp, max_response_size=1024),
+                                  "echo")
+    with caplog.at_level(logging.ERROR, logger="dxlmispservice.handler"):
+        callback.on_request(request(b"{}"))
+    assert "not connected" in caplog.text
