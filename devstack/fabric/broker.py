@@ -2,8 +2,9 @@
 
 The broker listens on 127.0.0.1 on a free port, with one TLS listener that requires a client certificate
 signed by the dev CA, since dxlclient only connects over TLS with a client certificate. ``set_tcp_nodelay true``
-turns Nagle's algorithm off on the client sockets: without it, messages of 32 KB or more stall 40-130 ms
-(checked against mosquitto 2.0.11, Debian bookworm's version, which knows the option).
+turns Nagle's algorithm off on the broker's client sockets: without it, messages of 32 KB or more stall
+40-130 ms. Debian bookworm's mosquitto 2.0.11 knows the option (it refuses unknown options at start). The
+clients' own sockets need TCP_NODELAY too: see ``devstack.fabric``'s docstring.
 
 ``message_size_limit`` is left at mosquitto's default (no limit but MQTT's own). The real OpenDXL broker
 defaults its ``messageSizeLimit`` to 1048576 bytes, so a payload this fabric carries can still be refused

@@ -40,6 +40,7 @@ import logging
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -318,6 +319,10 @@ def _read_line(stream: IO[bytes], timeout: float) -> str:
     return buffer.decode(errors="replace")
 
 
+def _set_nodelay(mqtt_client: object, userdata: object, sock: socket.socket) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class _Stop(Exception):
     """Raised by the signal handler while the client is still connecting."""
 
@@ -346,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     brokers = broker_entries(config, int(time.time()))
     broker_guid = next(iter(brokers), "")
     client = DxlClient(config)
+    # dxlclient keeps Nagle on; its vendored paho client calls on_socket_open for every new socket.
+    client._client.on_socket_open = _set_nodelay
     try:
         try:
             client.connect()
