@@ -1,0 +1,477 @@
+"""Unit tests for dxlmispservice.legacy: each 2.4 name maps its payload to the right modern PyMISP call
+and shapes the answer as 0.1.5 did; bad payloads are refused before MISP is called."""
+from __future__ import annotations
+
+import inspect
+import itertools
+import uuid as uuidlib
+from typing import Any
+
+import pytest
+from pymisp import MISPAttribute, MISPEvent, MISPSighting, PyMISP
+
+from dxlmispservice import legacy
+from dxlmispservice.errors import InvalidArguments
+from dxlmispservice.passthrough import to_json
+
+
+class FakePyMISP:
+    """A tiny in-memory MISP behind PyMISP's method names: every call is bound to the real PyMISP
+    signature (a wrong keyword fails the test), recorded, and answered the way MISP answers."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.events: dict[str, dict[str, Any]] = {}
+        self.ids = itertools.count(1)
+
+    def _record(self, name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        bound = inspect.signature(getattr(PyMISP, name)).bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        arguments = {k: v for k, v in bound.arguments.items() if k != "self"}
+        self.calls.append((name, arguments))
+        return arguments
+
+    def _event(self, ref: Any) -> dict[str, Any]:
+        for event in self.events.values():
+            if str(ref) in (event["id"], event["uuid"]):
+                return event
+        raise AssertionError(f"no event {ref!r}")
+
+    def _attribute(self, uuid: str) -> dict[str, Any]:
+        for event in self.events.values():
+            for attribute in event["Attribute"]:
+                if attribute["uuid"] == uuid:
+                    return attribute
+        raise AssertionError(f"no attribute {uuid!r}")
+
+    def add_event(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        event = self._record("add_event", *args, **kwargs)["event"]
+        assert isinstance(event, MISPEvent)
+        stored = {**to_json(event), "id": str(next(self.ids)), "uuid": str(uuidlib.uuid4()), "Attribute": [],
+                  "Org": {"id": "1", "name": "ORGNAME"}, "published": False}
+        self.events[stored["id"]] = stored
+        return {"Event": dict(stored)}
+
+    def add_attribute(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        arguments = self._record("add_attribute", *args, **kwargs)
+        event = self._event(arguments["event"])
+        given = arguments["attribute"]
+        stored = []
+        for attribute in given if isinstance(given, list) else [given]:
+            assert isinstance(attribute, MISPAttribute)
+            stored.append({**to_json(attribute), "id": str(next(self.ids)), "event_id": event["id"],
+                           "uuid": str(uuidlib.uuid4())})
+        event["Attribute"].extend(stored)
+        return {"Attribute": stored if isinstance(given, list) else stored[0]}
+
+    def add_attribute_proposal(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        arguments = self._record("add_attribute_proposal", *args, **kwargs)
+        return {"ShadowAttribute": {**to_json(arguments["attribute"]), "id": str(next(self.ids))}}
+
+    def tag(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        arguments = self._record("tag", *args, **kwargs)
+        self._attribute(arguments["misp_entity"]).setdefault("Tag", []).append(
+            {"id": "1", "name": arguments["tag"], "colour": "#75705b", "exportable": True})
+        message = f"Tag {arguments['tag']}(1) successfully attached to Attribute(5)."
+        return {"saved": True, "success": True, "name": message, "message": message, "url": "/tags/attachTagToObject"}
+
+    def untag(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        arguments = self._record("untag", *args, **kwargs)
+        return {"saved": True, "success": f"Tag {arguments['tag']} removed."}
+
+    def add_sighting(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        arguments = self._record("add_sighting", *args, **kwargs)
+        sighting = arguments["sighting"]
+        assert isinstance(sighting, MISPSighting)
+        stored = {**to_json(sighting), "id": str(next(self.ids)), "uuid": str(uuidlib.uuid4())}
+        if arguments["attribute"] is not None:
+            self._attribute(arguments["attribute"]).setdefault("Sighting", []).append(stored)
+        return {"Sighting": stored}
+
+    def search(self, *args: Any, **kwargs: Any) -> Any:
+        arguments = self._record("search", *args, **kwargs)
+        wanted = arguments.get("eventid")
+        events = [e for e in self.events.values() if wanted is None or str(wanted) == e["id"]]
+        if arguments["controller"] == "attributes":
+            return {"Attribute": [a for e in events for a in e["Attribute"]]}
+        return [{"Event": e} for e in events]
+
+    def get_event(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return {"Event": self._event(self._record("get_event", *args, **kwargs)["event"])}
+
+    def update_event(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        arguments = self._record("update_event", *args, **kwargs)
+        event = self._event(arguments["event_id"])
+        changes = arguments["event"].get("Event", arguments["event"])
+        event.update(changes)
+        return {"Event": event}
+
+    def delete_event(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        event = self._event(self._record("delete_event", *args, **kwargs)["event"])
+        del self.events[event["id"]]
+        return {"saved": True, "success": True, "name": "Event deleted.", "message": "Event deleted.",
+                "url": f"/events/delete/{event['id']}"}
+
+    def publish(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        arguments = self._record("publish", *args, **kwargs)
+        event = self._event(arguments["event"])
+        return {"name": "Publish", "message": "Job queued", "url": f"/events/publish/{event['id']}",
+                "id": event["id"]}
+
+
+class FakeClient:
+    """The MispClient interface: ``call(fn)`` runs ``fn`` on the fake PyMISP."""
+
+    def __init__(self, pymisp: FakePyMISP) -> None:
+        self.pymisp = pymisp
+
+    def call(self, fn: Any) -> Any:
+        return fn(self.pymisp)
+
+
+@pytest.fixture
+def misp() -> FakePyMISP:
+    return FakePyMISP()
+
+
+@pytest.fixture
+def client(misp: FakePyMISP) -> FakeClient:
+    return FakeClient(misp)
+
+
+def new_event(client: FakeClient, info: str = "OpenDXL MISP update event example") -> dict[str, Any]:
+    return legacy.new_event(client, {"distribution": 3, "info": info, "analysis": 1, "threat_level_id": 3})
+
+
+def add_comment(client: FakeClient, event_id: str) -> dict[str, Any]:
+    return legacy.add_internal_comment(client, {"event": event_id, "reference": "Added by the example",
+                                                "comment": "This is only a test"})[0]["Attribute"]
+
+
+def test_legacy_table_holds_exactly_the_2_4_names() -> None:
+    """LEGACY serves the eleven names of the 2.4 service, each with its adapter."""
+    assert set(legacy.LEGACY) == {"new_event", "add_internal_comment", "add_named_attribute", "tag", "untag",
+                                  "sighting", "search", "get_event", "update_event", "delete_event", "publish"}
+    assert all(legacy.LEGACY[name] is getattr(legacy, name) for name in legacy.LEGACY)
+
+
+# --- new_event -----------------------------------------------------------------------------------------------
+def test_new_event_adds_a_misp_event_and_answers_event(client: FakeClient, misp: FakePyMISP) -> None:
+    """new_event builds a MISPEvent from the 2.4 fields, calls add_event, and answers {"Event": ...}."""
+    answer = new_event(client, "my info")
+    name, arguments = misp.calls[-1]
+    assert name == "add_event" and arguments["pythonify"] is False
+    event = arguments["event"]
+    assert (event.info, event.distribution, event.analysis, event.threat_level_id) == ("my info", 3, 1, 3)
+    assert answer["Event"]["info"] == "my info" and answer["Event"]["id"] in misp.events
+
+
+def test_new_event_published_true_publishes_the_new_event(client: FakeClient, misp: FakePyMISP) -> None:
+    """new_event with published=true sends an event marked published, as 2.4 did."""
+    legacy.new_event(client, {"info": "x", "published": True})
+    assert misp.calls[-1][1]["event"].published is True
+
+
+def test_new_event_without_info_lists_the_accepted_keys(client: FakeClient, misp: FakePyMISP) -> None:
+    """A new_event without info is refused before MISP is called, listing the accepted keys."""
+    with pytest.raises(InvalidArguments) as raised:
+        legacy.new_event(client, {"distribution": 3})
+    assert "missing 'info'" in raised.value.message
+    assert "threat_level_id" in raised.value.message and "info (required)" in raised.value.message
+    assert misp.calls == []
+
+
+def test_new_event_unknown_key_and_bad_type_are_both_named(client: FakeClient, misp: FakePyMISP) -> None:
+    """Unknown keys and wrongly typed values are all named in one error, and MISP is not called."""
+    with pytest.raises(InvalidArguments) as raised:
+        legacy.new_event(client, {"info": "x", "colour": "red", "analysis": "high"})
+    assert "'colour'" in raised.value.message and "'analysis' must be an integer" in raised.value.message
+    assert misp.calls == []
+
+
+def test_new_event_out_of_range_value_is_invalid_arguments(client: FakeClient, misp: FakePyMISP) -> None:
+    """PyMISP's own check (distribution 0-4) becomes InvalidArguments before any call."""
+    with pytest.raises(InvalidArguments) as raised:
+        legacy.new_event(client, {"info": "x", "distribution": 9})
+    assert "distribution" in raised.value.message
+    assert misp.calls == []
+
+
+# --- attributes --------------------------------------------------------------------------------------------
+def test_add_internal_comment_answers_a_list_of_one_attribute(client: FakeClient, misp: FakePyMISP) -> None:
+    """add_internal_comment adds a comment attribute (Internal reference) and answers [{"Attribute": ...}]."""
+    event_id = new_event(client)["Event"]["id"]
+    answer = legacy.add_internal_comment(client, {"event": event_id, "reference": "ref text", "comment": "c"})
+    assert isinstance(answer, list) and len(answer) == 1 and set(answer[0]) == {"Attribute"}
+    name, arguments = misp.calls[-1]
+    attribute = arguments["attribute"]
+    assert name == "add_attribute" and arguments["event"] == event_id
+    assert (attribute.type, attribute.category, attribute.value, attribute.comment, attribute.to_ids) == \
+        ("comment", "Internal reference", "ref text", "c", False)
+    assert answer[0]["Attribute"]["uuid"] == misp.events[event_id]["Attribute"][0]["uuid"]
+
+
+def test_add_internal_comment_with_several_references_posts_them_at_once(client: FakeClient,
+                                                                         misp: FakePyMISP) -> None:
+    """A list of references goes to MISP in one add_attribute call, answered as a list of one answer."""
+    event_id = new_event(client)["Event"]["id"]
+    answer = legacy.add_internal_comment(client, {"event": int(event_id), "reference": ["a", "b"]})
+    assert [a.value for a in misp.calls[-1][1]["attribute"]] == ["a", "b"]
+    assert len(answer) == 1 and len(answer[0]["Attribute"]) == 2
+
+
+def test_add_internal_comment_proposal_uses_one_proposal_per_value(client: FakeClient, misp: FakePyMISP) -> None:
+    """proposal=true sends each value as an attribute proposal and answers one item per value."""
+    event_id = new_event(client)["Event"]["id"]
+    answer = legacy.add_internal_comment(client, {"event": event_id, "reference": ["a", "b"], "proposal": True})
+    assert [name for name, _ in misp.calls[-2:]] == ["add_attribute_proposal"] * 2
+    assert [item["ShadowAttribute"]["value"] for item in answer] == ["a", "b"]
+
+
+def test_add_named_attribute_takes_type_and_event_object(client: FakeClient, misp: FakePyMISP) -> None:
+    """add_named_attribute accepts the event as {"Event": {"id": ...}} and sends the named type."""
+    event_id = new_event(client)["Event"]["id"]
+    answer = legacy.add_named_attribute(client, {"event": {"Event": {"id": event_id}}, "type_value": "ip-dst",
+                                                 "value": "10.0.0.1", "to_ids": True})
+    attribute = misp.calls[-1][1]["attribute"]
+    assert misp.calls[-1][1]["event"] == event_id
+    assert (attribute.type, attribute.value, attribute.to_ids, attribute.category) == \
+        ("ip-dst", "10.0.0.1", True, "Network activity")
+    assert answer[0]["Attribute"]["type"] == "ip-dst"
+
+
+def test_add_named_attribute_unknown_type_is_refused_before_misp(client: FakeClient, misp: FakePyMISP) -> None:
+    """An attribute type MISP does not know is InvalidArguments, and nothing is sent."""
+    with pytest.raises(InvalidArguments) as raised:
+        legacy.add_named_attribute(client, {"event": 1, "type_value": "no-such-type", "value": "x"})
+    assert "no-such-type" in raised.value.message
+    assert misp.calls == []
+
+
+@pytest.mark.parametrize("event", ["1/../../admin", "abc", -1, True, {"info": "no id"}])
+def test_event_reference_must_be_an_id_or_uuid(client: FakeClient, misp: FakePyMISP, event: Any) -> None:
+    """An event reference that is not an id or a UUID (a path, a word, a bool) is refused."""
+    with pytest.raises(InvalidArguments) as raised:
+        legacy.add_internal_comment(client, {"event": event, "reference": "x"})
+    assert "'event' must be an id" in raised.value.message
+    assert misp.calls == []
+
+
+# --- tag, untag, sighting --------------------------------------------------------------------------------
+def test_tag_answers_name_message_url(client: FakeClient, misp: FakePyMISP) -> None:
+    """tag {uuid, tag} calls PyMISP's tag and answers exactly MISP's name, message and url."""
+    attribute = add_comment(client, new_event(client)["Event"]["id"])
+    answer = legacy.tag(client, {"uuid": attribute["uuid"], "tag": "Tagged by the example"})
+    assert misp.calls[-1] == ("tag", {"misp_entity": attribute["uuid"], "tag": "Tagged by the example",
+                                      "local": False, "relationship_type": None})
+    assert set(answer) == {"name", "message", "url"}
+    assert answer["url"] == "/tags/attachTagToObject" and "Tagged by the example" in answer["message"]
+
+
+def test_tag_accepts_the_modern_names(client: FakeClient, misp: FakePyMISP) -> None:
+    """tag also takes misp_entity (an attribute object) and a tag object, plus local."""
+    attribute = add_comment(client, new_event(client)["Event"]["id"])
+    legacy.tag(client, {"misp_entity": {"Attribute": attribute}, "tag": {"name": "t1"}, "local": True})
+    assert misp.calls[-1][1]["misp_entity"] == attribute["uuid"]
+    assert misp.calls[-1][1]["tag"] == "t1" and misp.calls[-1][1]["local"] is True
+
+
+def test_tag_with_both_old_and_new_key_is_refused(client: FakeClient, misp: FakePyMISP) -> None:
+    """uuid and misp_entity name the same argument: giving both is an error."""
+    uuid = str(uuidlib.uuid4())
+    with pytest.raises(InvalidArguments) as raised:
+        legacy.tag(client, {"uuid": uuid, "misp_entity": uuid, "tag": "t"})
+    assert "give only one of 'uuid' or 'misp_entity'" in raised.value.message
+    assert misp.calls == []
+
+
+def test_tag_invalid_uuid_is_refused(client: FakeClient, misp: FakePyMISP) -> None:
+    """tag checks the UUID, as PyMISP 2.4 did, before calling MISP."""
+    with pytest.raises(InvalidArguments) as raised:
+        legacy.tag(client, {"uuid": "not-a-uuid", "tag": "t"})
+    assert "'uuid' must be a UUID" in raised.value.message
+    assert misp.calls == []
+
+
+def test_untag_builds_name_message_url_from_the_modern_answer(client: FakeClient, misp: FakePyMISP) -> None:
+    """untag calls PyMISP's untag; a modern answer without name/url still gets the 2.4 shape."""
+    uuid = str(uuidlib.uuid4())
+    answer = legacy.untag(client, {"uuid": uuid, "tag": "old"})
+    assert misp.calls[-1] == ("untag", {"misp_entity": uuid, "tag": "old"})
+    assert answer == {"name": "Tag old removed.", "message": "Tag old removed.", "url": "/tags/removeTagFromObject"}
+
+
+def test_sighting_answers_the_2_4_message(client: FakeClient, misp: FakePyMISP) -> None:
+    """sighting {uuid, type, source} adds a sighting to that attribute and answers the 2.4 message."""
+    attribute = add_comment(client, new_event(client)["Event"]["id"])
+    answer = legacy.sighting(client, {"uuid": attribute["uuid"], "type": "0", "source": "Seen by the example"})
+    name, arguments = misp.calls[-1]
+    assert name == "add_sighting" and arguments["attribute"] == attribute["uuid"]
+    assert (arguments["sighting"].source, arguments["sighting"].type) == ("Seen by the example", "0")
+    assert answer == {"message": "Sighting added.", "name": "1 sighting successfully added.",
+                      "url": f"/sightings/add/{attribute['uuid']}"}
+
+
+def test_sighting_by_value_names_its_type(client: FakeClient, misp: FakePyMISP) -> None:
+    """A sighting by value goes to /sightings/add with the value, and type 1 reads false-positive."""
+    answer = legacy.sighting(client, {"value": "10.0.0.1", "type": 1})
+    arguments = misp.calls[-1][1]
+    assert arguments["attribute"] is None and arguments["sighting"].value == "10.0.0.1"
+    assert answer["name"] == "1 false-positive successfully added." and answer["url"] == "/sightings/add"
+
+
+@pytest.mark.parametrize("payload", [{"source": "s"}, {"uuid": str(uuidlib.uuid4()), "type": 7}])
+def test_sighting_needs_a_target_and_a_known_type(client: FakeClient, misp: FakePyMISP,
+                                                  payload: dict[str, Any]) -> None:
+    """A sighting without uuid/id/value, or with a type other than 0-2, is refused."""
+    with pytest.raises(InvalidArguments) as raised:
+        legacy.sighting(client, payload)
+    assert "Accepted keys: uuid, id, value, source, type, timestamp" in raised.value.message
+    assert misp.calls == []
+
+
+# --- search ------------------------------------------------------------------------------------------------
+def test_search_by_eventid_answers_response_list_of_events(client: FakeClient, misp: FakePyMISP) -> None:
+    """search {eventid} runs an events restSearch and answers {"response": [{"Event": ...}]}."""
+    event_id = new_event(client)["Event"]["id"]
+    new_event(client, "another")
+    answer = legacy.search(client, {"eventid": event_id})
+    arguments = misp.calls[-1][1]
+    assert (arguments["controller"], arguments["return_format"], arguments["eventid"], arguments["pythonify"]) == \
+        ("events", "json", event_id, False)
+    assert [item["Event"]["id"] for item in answer["response"]] == [event_id]
+
+
+def test_search_on_attributes_keeps_the_attribute_wrapper(client: FakeClient, misp: FakePyMISP) -> None:
+    """search on the attributes controller answers {"response": {"Attribute": [...]}}."""
+    event_id = new_event(client)["Event"]["id"]
+    comment = add_comment(client, event_id)
+    answer = legacy.search(client, {"controller": "attributes", "eventid": event_id})
+    assert [a["uuid"] for a in answer["response"]["Attribute"]] == [comment["uuid"]]
+
+
+def test_search_maps_the_2_4_keys(client: FakeClient, misp: FakePyMISP) -> None:
+    """2.4 keys become modern ones: values/not_values and tags/not_tags become OR/NOT queries,
+    returnFormat becomes return_format, and 2.4-only MISP filters pass as they are."""
+    legacy.search(client, {"values": ["a", "b"], "not_values": "c", "tags": "t1", "not_tags": ["t2"],
+                           "returnFormat": "json", "withAttachments": True, "includeWarninglistHits": True})
+    arguments = misp.calls[-1][1]
+    assert arguments["value"] == {"OR": ["a", "b"], "NOT": ["c"]}
+    assert arguments["tags"] == {"OR": ["t1"], "NOT": ["t2"]}
+    assert arguments["withAttachments"] is True
+    assert arguments["kwargs"] == {"includeWarninglistHits": True}
+
+
+def test_search_accepts_modern_names_and_paging(client: FakeClient, misp: FakePyMISP) -> None:
+    """search takes modern keyword names such as value, limit, page and include_sightings."""
+    legacy.search(client, {"value": "x", "limit": 10, "page": 2, "include_sightings": True})
+    arguments = misp.calls[-1][1]
+    assert (arguments["value"], arguments["limit"], arguments["page"], arguments["include_sightings"]) == \
+        ("x", 10, 2, True)
+
+
+@pytest.mark.parametrize("payload, expected", [
+    ({"controller": "sightings"}, "'controller' must be one of events, attributes, objects"),
+    ({"returnFormat": "pdf"}, "'returnFormat' must be one of"),
+    ({"value": "a", "values": "b"}, "give only one of 'value' or 'values'"),
+    ({"evntid": 1}, "unknown key(s) 'evntid'"),
+    ({"pythonify": True}, "unknown key(s) 'pythonify'"),
+])
+def test_search_refuses_bad_payloads(client: FakeClient, misp: FakePyMISP, payload: dict[str, Any],
+                                     expected: str) -> None:
+    """A bad controller or format, a doubled key or an unknown key is refused before MISP is called."""
+    with pytest.raises(InvalidArguments) as raised:
+        legacy.search(client, payload)
+    assert expected in raised.value.message
+    assert misp.calls == []
+
+
+def test_search_error_lists_old_and_modern_keys(client: FakeClient) -> None:
+    """The search error lists both the 2.4 and the modern key names."""
+    with pytest.raises(InvalidArguments) as raised:
+        legacy.search(client, {"nope": 1})
+    for key in ("eventid", "value|values", "not_values", "return_format|returnFormat", "limit", "page"):
+        assert key in raised.value.message
+
+
+# --- events ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("key", ["event_id", "event"])
+def test_get_event_takes_event_id_or_event(client: FakeClient, misp: FakePyMISP, key: str) -> None:
+    """get_event takes the 2.4 event_id or the modern event, and answers {"Event": ...}."""
+    event_id = new_event(client)["Event"]["id"]
+    answer = legacy.get_event(client, {key: event_id})
+    assert misp.calls[-1][0] == "get_event" and misp.calls[-1][1]["event"] == event_id
+    assert misp.calls[-1][1]["pythonify"] is False
+    assert answer["Event"]["id"] == event_id
+
+
+def test_update_event_posts_the_event_json(client: FakeClient, misp: FakePyMISP) -> None:
+    """update_event {event_id, event} posts the event JSON as given to that event."""
+    event_id = new_event(client)["Event"]["id"]
+    answer = legacy.update_event(client, {"event_id": event_id, "event": {"Event": {"info": "changed"}}})
+    arguments = misp.calls[-1][1]
+    assert arguments["event"] == {"Event": {"info": "changed"}} and arguments["event_id"] == event_id
+    assert answer["Event"]["info"] == "changed"
+
+
+def test_update_event_takes_the_id_from_the_event(client: FakeClient, misp: FakePyMISP) -> None:
+    """Without event_id, update_event uses the event's own id; with neither, it is refused."""
+    event_id = new_event(client)["Event"]["id"]
+    legacy.update_event(client, {"event": {"id": event_id, "info": "again"}})
+    assert misp.calls[-1][1]["event_id"] == event_id
+    calls = len(misp.calls)
+    with pytest.raises(InvalidArguments):
+        legacy.update_event(client, {"event": {"info": "no id"}})
+    assert len(misp.calls) == calls
+
+
+def test_delete_event_answers_misps_message(client: FakeClient, misp: FakePyMISP) -> None:
+    """delete_event {event_id} deletes that event and answers MISP's message."""
+    event_id = new_event(client)["Event"]["id"]
+    answer = legacy.delete_event(client, {"event_id": event_id})
+    assert misp.calls[-1] == ("delete_event", {"event": event_id})
+    assert event_id not in misp.events and answer["message"] == "Event deleted."
+
+
+def test_publish_keeps_the_2_4_alert_default(client: FakeClient, misp: FakePyMISP) -> None:
+    """publish {event} publishes with alert=true as 2.4 did; alert=false publishes quietly."""
+    event_id = new_event(client)["Event"]["id"]
+    legacy.publish(client, {"event": event_id})
+    assert misp.calls[-1] == ("publish", {"event": event_id, "alert": True})
+    legacy.publish(client, {"event_id": int(event_id), "alert": False})
+    assert misp.calls[-1] == ("publish", {"event": int(event_id), "alert": False})
+
+
+def test_publish_an_already_published_event_object_is_refused(client: FakeClient, misp: FakePyMISP) -> None:
+    """publish given an event object that is already published is refused without calling MISP."""
+    with pytest.raises(InvalidArguments) as raised:
+        legacy.publish(client, {"event": {"Event": {"id": "3", "published": True}}})
+    assert "already published" in raised.value.message
+    assert misp.calls == []
+
+
+# --- the seed's basic update-event flow --------------------------------------------------------------------
+def test_basic_update_event_flow_has_the_seed_shapes(client: FakeClient) -> None:
+    """The seed's five steps, topic by topic, answer with the structures printed in the seed."""
+    event = legacy.new_event(client, {"distribution": 3, "info": "OpenDXL MISP update event example",
+                                      "analysis": 1, "threat_level_id": 3})
+    event_id = event["Event"]["id"]
+    comment = legacy.add_internal_comment(client, {"event": event_id,
+                                                   "reference": "Added by the OpenDXL MISP update event example",
+                                                   "comment": "This is only a test"})
+    uuid = comment[0]["Attribute"]["uuid"]
+    tagged = legacy.tag(client, {"uuid": uuid, "tag": "Tagged by the OpenDXL MISP update event example"})
+    sighted = legacy.sighting(client, {"uuid": uuid, "type": "0",
+                                       "source": "Seen by the OpenDXL MISP update event example"})
+    found = legacy.search(client, {"eventid": event_id})
+
+    assert set(event) == {"Event"}
+    assert isinstance(comment, list) and len(comment) == 1 and set(comment[0]) == {"Attribute"}
+    assert set(tagged) == {"name", "message", "url"}
+    assert sighted == {"message": "Sighting added.", "name": "1 sighting successfully added.",
+                       "url": f"/sightings/add/{uuid}"}
+    assert set(found) == {"response"} and len(found["response"]) == 1
+    attribute = found["response"][0]["Event"]["Attribute"][0]
+    assert attribute["uuid"] == uuid
+    assert attribute["Tag"][0]["name"] == "Tagged by the OpenDXL MISP update event example"
+    assert attribute["Sighting"][0]["source"] == "Seen by the OpenDXL MISP update event example"

@@ -1,0 +1,327 @@
+"""Unit tests for dxlmispservice.passthrough: the allow-list rules, binding a payload to a PyMISP
+signature, JSON entities in, MISP's JSON out."""
+from __future__ import annotations
+
+import inspect
+from datetime import date, datetime, timezone
+from typing import Any
+from uuid import UUID
+
+import pytest
+from pymisp import MISPAttribute, MISPEvent, MISPNote, MISPObject, MISPSighting, MISPTag, PyMISP
+from pymisp.exceptions import MISPServerError, PyMISPError
+
+from dxlmispservice import passthrough
+from dxlmispservice.errors import InternalError, InvalidArguments
+
+
+class RecordingPyMISP:
+    """Any PyMISP method name: the call is bound to the real signature, recorded, and answered by
+    ``answers[name]`` (a value, or an exception to raise)."""
+
+    def __init__(self, answers: dict[str, Any] | None = None) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.answers = answers or {}
+
+    def __getattr__(self, name: str) -> Any:
+        signature = inspect.signature(getattr(PyMISP, name))
+
+        def method(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(self, *args, **kwargs)
+            self.calls.append((name, {k: v for k, v in bound.arguments.items() if k != "self"}))
+            answer = self.answers.get(name, {"ok": name})
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+        return method
+
+
+class FakeClient:
+    """The MispClient interface: ``call(fn)`` runs ``fn`` on the recording PyMISP."""
+
+    def __init__(self, pymisp: RecordingPyMISP) -> None:
+        self.pymisp = pymisp
+
+    def call(self, fn: Any) -> Any:
+        return fn(self.pymisp)
+
+
+@pytest.fixture
+def misp() -> RecordingPyMISP:
+    return RecordingPyMISP()
+
+
+@pytest.fixture
+def client(misp: RecordingPyMISP) -> FakeClient:
+    return FakeClient(misp)
+
+
+class Synthetic:
+    """A class whose methods hit each rule once."""
+
+    def fine(self, event: "MISPEvent | int", pythonify: bool = False) -> "dict[str, Any]":
+        return {}
+
+    def _private(self) -> "dict[str, Any]":
+        return {}
+
+    def reads_path(self, source: "str | Path") -> "dict[str, Any]":
+        return {}
+
+    def reads_stream(self, data: "BufferedIOBase") -> "dict[str, Any]":
+        return {}
+
+    def named_filepath(self, filepath: str) -> "dict[str, Any]":
+        return {}
+
+    def writes_file(self, out_file: str) -> "dict[str, Any]":
+        return {}
+
+    def raw(self, attribute: int) -> "bytes":
+        return b""
+
+    def raw_io(self, attribute: int) -> "BytesIO | None":
+        return None
+
+    def response(self) -> "requests.Response":
+        raise NotImplementedError
+
+    @property
+    def prop(self) -> int:
+        return 1
+
+    @staticmethod
+    def helper() -> "dict[str, Any]":
+        return {}
+
+
+# --- the rules --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, reason", [
+    ("_private", "private and dunder"),
+    ("__init__", "private and dunder"),
+    ("reads_path", "reads or writes files"),
+    ("reads_stream", "reads or writes files"),
+    ("named_filepath", "reads or writes files"),
+    ("writes_file", "reads or writes files"),
+    ("raw", "returns raw bytes"),
+    ("raw_io", "returns raw bytes"),
+    ("response", "returns raw bytes"),
+    ("prop", "property or attribute"),
+    ("helper", "static helper"),
+])
+def test_rules_refuse_each_kind_of_method(name: str, reason: str) -> None:
+    """Private, file, raw-bytes, property and static members are refused with the matching reason."""
+    assert reason in (passthrough.refusal_reason(name, Synthetic) or "")
+
+
+def test_rules_accept_a_plain_method() -> None:
+    """A public method with JSON-able parameters and a JSON result passes the rules."""
+    assert passthrough.refusal_reason("fine", Synthetic) is None
+    assert passthrough.allowed_names(Synthetic) == ["fine"]
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("upload_stix", "reads or writes files on the service's host (parameter 'path'"),
+    ("direct_call", "bypass this allow-list"),
+    ("toggle_global_pythonify", "shared client"),
+    ("get_all_functions", "reads PyMISP's source file"),
+    ("version", "property or attribute"),
+    ("misp_instance_version", "property or attribute"),
+    ("build_complex_query", "static helper"),
+    ("_prepare_request", "private and dunder"),
+])
+def test_real_pymisp_refusals_carry_their_reason(name: str, reason: str) -> None:
+    """On the pinned PyMISP, file, deny-listed, property, static and private names are refused."""
+    assert reason in (passthrough.refusal_reason(name) or "")
+    assert name not in passthrough.allowed_names()
+
+
+def test_denied_names_exist_and_common_names_are_allowed() -> None:
+    """Every deny-listed name is a PyMISP member, and everyday methods stay allowed."""
+    assert all(hasattr(PyMISP, name) and reason for name, reason in passthrough.DENIED.items())
+    allowed = passthrough.allowed_names()
+    for name in ("add_event", "add_attribute", "add_sighting", "get_event", "publish", "tag", "untag", "search"):
+        assert name in allowed
+
+
+def test_build_handler_refuses_with_the_reason_and_unknown_names() -> None:
+    """build_handler raises ValueError(reason) for a refused name and KeyError for an unknown one."""
+    with pytest.raises(ValueError, match="files on the service's host"):
+        passthrough.build_handler("upload_stix")
+    with pytest.raises(KeyError):
+        passthrough.build_handler("no_such_method")
+
+
+# --- binding -----------------------------------------------------------------------------------------------------
+def test_unknown_argument_lists_the_accepted_ones(client: FakeClient, misp: RecordingPyMISP) -> None:
+    """An unknown key is InvalidArguments listing the accepted arguments; MISP is not called."""
+    with pytest.raises(InvalidArguments) as raised:
+        passthrough.build_handler("get_event")(client, {"event": 1, "colour": "red"})
+    assert "colour" in raised.value.message
+    assert "event (required), deleted, extended, no_sightings" in raised.value.message
+    assert "pythonify" not in raised.value.message.split("Accepted arguments:")[1]
+    assert misp.calls == []
+
+
+def test_missing_argument_lists_the_accepted_ones(client: FakeClient, misp: RecordingPyMISP) -> None:
+    """A missing required argument is InvalidArguments naming it; MISP is not called."""
+    with pytest.raises(InvalidArguments) as raised:
+        passthrough.build_handler("add_attribute")(client, {"event": 1})
+    assert "'attribute'" in raised.value.message and "event (required), attribute (required)" in raised.value.message
+    assert misp.calls == []
+
+
+def test_pythonify_is_refused_from_payloads_and_forced_off(client: FakeClient, misp: RecordingPyMISP) -> None:
+    """pythonify cannot be sent; the service always calls with pythonify=False."""
+    handler = passthrough.build_handler("get_event")
+    with pytest.raises(InvalidArguments, match="'pythonify' is set by the service"):
+        handler(client, {"event": 1, "pythonify": True})
+    handler(client, {"event": 7})
+    assert misp.calls == [("get_event", {"event": 7, "pythonify": False})]
+
+
+def test_method_without_pythonify_gets_no_pythonify(client: FakeClient, misp: RecordingPyMISP) -> None:
+    """pythonify is only passed to methods that have it."""
+    passthrough.build_handler("publish")(client, {"event": 3, "alert": False})
+    assert misp.calls == [("publish", {"event": 3, "alert": False})]
+
+
+def test_var_keyword_methods_take_other_keys(client: FakeClient, misp: RecordingPyMISP) -> None:
+    """A method with **kwargs passes other keys on, and its accepted list says so."""
+    handler = passthrough.build_handler("freetext")
+    handler(client, {"event": 1, "string": "1.2.3.4", "custom_flag": 1})
+    assert misp.calls[-1][1]["kwargs"] == {"custom_flag": 1}
+    assert "any other key" in handler.accepted()
+
+
+def test_no_argument_method_accepts_an_empty_payload(client: FakeClient, misp: RecordingPyMISP) -> None:
+    """A method without arguments is called with {} and refuses any key."""
+    handler = passthrough.build_handler("server_settings")
+    handler(client, {})
+    assert misp.calls == [("server_settings", {})]
+    with pytest.raises(InvalidArguments, match="none"):
+        handler(client, {"x": 1})
+
+
+@pytest.mark.parametrize("name, payload", [
+    ("get_event", {"event": "1/../../admin/users"}),
+    ("delete_attribute", {"attribute": "a?b=1"}),
+    ("get_event_reports", {"event_id": "../x"}),
+    ("update_event", {"event": {"info": "x", "uuid": "../../servers/x"}}),
+])
+def test_identifiers_cannot_change_the_url_path(client: FakeClient, misp: RecordingPyMISP, name: str,
+                                                payload: dict[str, Any]) -> None:
+    """An identifier with '/', '?', '..' (bare or inside an entity) is refused before MISP is called."""
+    with pytest.raises(InvalidArguments, match="must be a number, a UUID or a plain name"):
+        passthrough.build_handler(name)(client, payload)
+    assert misp.calls == []
+
+
+def test_uuid_and_numeric_identifiers_pass(client: FakeClient, misp: RecordingPyMISP) -> None:
+    """Numbers, digit strings and UUIDs are fine identifiers."""
+    handler = passthrough.build_handler("get_event")
+    for ref in (5, "5", "5acb875e-a7e4-4a73-b5f5-196cac110002"):
+        handler(client, {"event": ref})
+    assert [args["event"] for _, args in misp.calls] == [5, "5", "5acb875e-a7e4-4a73-b5f5-196cac110002"]
+
+
+# --- entities in -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("event", [{"info": "bare"}, {"Event": {"info": "bare"}}])
+def test_event_json_becomes_a_misp_event(client: FakeClient, misp: RecordingPyMISP, event: dict[str, Any]) -> None:
+    """add_event takes the event bare or wrapped in {"Event": ...} and passes a MISPEvent."""
+    passthrough.build_handler("add_event")(client, {"event": event})
+    sent = misp.calls[-1][1]["event"]
+    assert isinstance(sent, MISPEvent) and sent.info == "bare"
+
+
+@pytest.mark.parametrize("name, payload, key, cls", [
+    ("add_attribute", {"event": 1, "attribute": {"type": "ip-dst", "value": "1.2.3.4"}}, "attribute", MISPAttribute),
+    ("add_sighting", {"sighting": {"source": "s", "type": "0"}, "attribute": 3}, "sighting", MISPSighting),
+    ("add_tag", {"tag": {"Tag": {"name": "t", "colour": "#ffffff"}}}, "tag", MISPTag),
+    ("add_object", {"event": 1, "misp_object": {"name": "domain-ip", "Attribute": [
+        {"object_relation": "domain", "type": "domain", "value": "example.com"}]}}, "misp_object", MISPObject),
+    ("tag", {"misp_entity": {"Attribute": {"type": "text", "value": "v", "uuid":
+                                           "5acb875e-44a0-402d-8265-013cac110002"}}, "tag": "t"},
+     "misp_entity", MISPAttribute),
+])
+def test_entity_parameters_get_their_class(client: FakeClient, misp: RecordingPyMISP, name: str,
+                                           payload: dict[str, Any], key: str, cls: type) -> None:
+    """Each entity parameter gets the class its annotation names (or its wrapper picks)."""
+    passthrough.build_handler(name)(client, payload)
+    assert isinstance(misp.calls[-1][1][key], cls)
+
+
+def test_list_of_attributes_becomes_a_list_of_entities(client: FakeClient, misp: RecordingPyMISP) -> None:
+    """add_attribute takes a list of attribute objects, each turned into a MISPAttribute."""
+    passthrough.build_handler("add_attribute")(client, {"event": 1, "attribute": [
+        {"type": "ip-dst", "value": "1.2.3.4"}, {"type": "domain", "value": "example.com"}]})
+    sent = misp.calls[-1][1]["attribute"]
+    assert [type(a) for a in sent] == [MISPAttribute, MISPAttribute]
+    assert [a.value for a in sent] == ["1.2.3.4", "example.com"]
+
+
+def test_generic_entity_without_wrapper_stays_a_dict(client: FakeClient, misp: RecordingPyMISP) -> None:
+    """A parameter that takes any entity or a dict keeps a bare dict as it is."""
+    passthrough.build_handler("tag")(client, {"misp_entity": {"uuid": "5acb875e-44a0-402d-8265-013cac110002"},
+                                              "tag": "t"})
+    assert misp.calls[-1][1]["misp_entity"] == {"uuid": "5acb875e-44a0-402d-8265-013cac110002"}
+
+
+def test_several_candidate_classes_need_the_wrapper(client: FakeClient, misp: RecordingPyMISP) -> None:
+    """Where an annotation names several classes, a bare object is refused and a wrapped one is built."""
+    handler = passthrough.build_handler("add_analyst_data")
+    with pytest.raises(InvalidArguments, match=r'wrap it as .*\{"Note": \{\.\.\.\}\}'):
+        handler(client, {"analyst_data": {"note": "n"}})
+    handler(client, {"analyst_data": {"Note": {"note": "n", "object_type": "Event",
+                                                "object_uuid": "5acb875e-a7e4-4a73-b5f5-196cac110002"}}})
+    assert isinstance(misp.calls[-1][1]["analyst_data"], MISPNote)
+
+
+def test_wrong_wrapper_is_refused(client: FakeClient, misp: RecordingPyMISP) -> None:
+    """An object wrapped as another entity than the parameter takes is refused."""
+    with pytest.raises(InvalidArguments, match="'event' takes MISPEvent, not a Attribute"):
+        passthrough.build_handler("add_event")(client, {"event": {"Attribute": {"type": "text", "value": "v"}}})
+    assert misp.calls == []
+
+
+def test_invalid_entity_names_the_parameter(client: FakeClient, misp: RecordingPyMISP) -> None:
+    """An entity PyMISP cannot build (an event without info) is InvalidArguments naming the parameter."""
+    with pytest.raises(InvalidArguments, match="'event' is not a valid MISPEvent: .*info"):
+        passthrough.build_handler("add_event")(client, {"event": {"distribution": 1}})
+    assert misp.calls == []
+
+
+# --- calling and JSON out ----------------------------------------------------------------------------------------
+def test_results_come_back_as_misp_json(client: FakeClient) -> None:
+    """Entities in a result become their MISP dicts (numbers as strings); tuples, dates and UUIDs get JSON forms."""
+    event = MISPEvent()
+    event.from_dict(info="out", distribution=1)
+    when = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    misp = RecordingPyMISP({"get_user": (event, [event], {"when": when, "day": date(2024, 1, 2),
+                                                         "id": UUID(int=1)})})
+    result = passthrough.build_handler("get_user")(FakeClient(misp), {})
+    assert isinstance(result, list) and result[0]["info"] == "out" and result[0]["distribution"] == "1"
+    assert result[1] == [result[0]]
+    assert result[2] == {"when": when.isoformat(), "day": "2024-01-02", "id": str(UUID(int=1))}
+
+
+def test_result_without_json_form_is_an_internal_error() -> None:
+    """A result that has no JSON form raises InternalError rather than sending garbage."""
+    with pytest.raises(InternalError):
+        passthrough.to_json({"x": object()})
+
+
+@pytest.mark.parametrize("error", [PyMISPError("tag must be a MISPTag"), ValueError("to_ids has to be in 0 or 1")])
+def test_pymisp_argument_checks_become_invalid_arguments(error: Exception) -> None:
+    """PyMISP's own argument errors during the call become InvalidArguments with its message."""
+    client = FakeClient(RecordingPyMISP({"untag": error}))
+    with pytest.raises(InvalidArguments, match=str(error)):
+        passthrough.build_handler("untag")(client, {"misp_entity": "5acb875e-44a0-402d-8265-013cac110002",
+                                                    "tag": "t"})
+
+
+def test_server_errors_are_left_to_the_client_mapping() -> None:
+    """MISPServerError is not an argument error: it reaches the MispClient mapping unchanged."""
+    client = FakeClient(RecordingPyMISP({"get_event": MISPServerError("Error code 500")}))
+    with pytest.raises(MISPServerError):
+        passthrough.build_handler("get_event")(client, {"event": 1})
