@@ -1,0 +1,163 @@
+"""``MispService``: the service's lifecycle on dxlbootstrap's Application, and nothing more.
+
+dxlbootstrap runs the hooks in this order: ``on_run`` (before any config is read), then the config files
+are checked (missing ones are copied from the package's ``_config/app`` defaults) and read, then
+``on_load_configuration``, the DXL connection, ``on_register_services`` and ``on_dxl_connect``.
+
+- ``on_load_configuration``: :class:`~dxlmispservice.settings.Settings`, the topic table (so that a bad
+  ``apiNames`` stops the start before anything connects), the MISP client (no network I/O yet) and the
+  optional forwarders (constructed, not started).
+- ``on_register_services``: one service of type ``topics.service_type(serviceUniqueId)`` with one request
+  topic per api name, each answered on the incoming message thread. Nothing else is registered.
+- ``on_dxl_connect``: TCP_NODELAY on the broker socket (kept across reconnects), then the forwarders
+  (ZeroMQ notifications, event feed) are started with a DXL event publisher.
+- ``destroy``: the forwarders stop first, then dxlbootstrap unregisters and disconnects.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+with warnings.catch_warnings():  # dxlbootstrap imports pkg_resources, which warns on every start
+    warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
+    from dxlbootstrap.app import Application
+from dxlclient.service import ServiceRegistrationInfo
+
+from . import topics
+from .dxlutil import Publisher, dxl_publisher, set_tcp_nodelay
+from .handler import DxlRequestCallback, Handler, RequestHandler
+from .misp import MispClient
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: The service's own config file in the config directory.
+CONFIG_FILE = "dxlmispservice.config"
+
+
+class Forwarder(Protocol):
+    """Something that runs beside the request topics: started once connected, stopped on destroy."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+#: Builds the forwarders from the settings, the shared MISP client and a DXL event publisher.
+ForwardersFactory = Callable[[Settings, MispClient, Publisher], list[Forwarder]]
+
+
+def default_forwarders(settings: Settings, misp: MispClient, publisher: Publisher) -> list[Forwarder]:
+    """The ZeroMQ notification forwarder and the event feed, each when its settings turn it on."""
+    forwarders: list[Forwarder] = []
+    if settings.zeromq is not None:
+        from .notifications import Forwarder as NotificationForwarder
+
+        forwarders.append(NotificationForwarder(settings.zeromq, publisher,
+                                                service_unique_id=settings.service_unique_id))
+    if settings.feed is not None:
+        from .feed import Feed
+
+        forwarders.append(Feed(settings.feed, misp, publisher, service_unique_id=settings.service_unique_id))
+    return forwarders
+
+
+class _LatePublisher:
+    """A publisher bound to the DXL client once it exists (forwarders are built before the connection)."""
+
+    def __init__(self) -> None:
+        self.target: Publisher | None = None
+
+    def __call__(self, topic: str, payload: dict) -> None:
+        if self.target is None:
+            raise RuntimeError("not connected to the DXL fabric yet")
+        self.target(topic, payload)
+
+
+class MispService(Application):
+    """The MISP DXL service. The keyword arguments swap in fakes for tests; none does network I/O."""
+
+    def __init__(self, config_dir: str, *,
+                 misp_client_factory: Callable[[Settings], MispClient] = MispClient,
+                 table_builder: Callable[[Iterable[str]], Mapping[str, Handler]] = topics.build_table,
+                 forwarders_factory: ForwardersFactory = default_forwarders,
+                 environ: Mapping[str, str] = os.environ) -> None:
+        super().__init__(config_dir, CONFIG_FILE)
+        self._misp_client_factory = misp_client_factory
+        self._table_builder = table_builder
+        self._forwarders_factory = forwarders_factory
+        self._environ = environ
+        self._publisher = _LatePublisher()
+        self.settings: Settings | None = None
+        self.misp: MispClient | None = None
+        self.table: Mapping[str, Handler] = {}
+        self.forwarders: list[Forwarder] = []
+        self._started: list[Forwarder] = []
+        self.service: ServiceRegistrationInfo | None = None
+
+    def on_load_configuration(self, config: Any) -> None:
+        """Parse and check the settings, build the topic table, the MISP client and the forwarders."""
+        settings = Settings.from_parser(config, self._environ, base_dir=self._config_dir)
+        # dxlbootstrap read the pool sizes itself, ignoring bad values; use the checked ones.
+        self._incoming_thread_count = settings.incoming_pool.thread_count
+        self._incoming_queue_size = settings.incoming_pool.queue_size
+        self._callbacks_thread_count = settings.callback_pool.thread_count
+        self._callbacks_queue_size = settings.callback_pool.queue_size
+        self.table = self._table_builder(settings.api_names)
+        self.misp = self._misp_client_factory(settings)
+        self.forwarders = list(self._forwarders_factory(settings, self.misp, self._publisher))
+        self.settings = settings
+        logger.info("Settings loaded: MISP at %s, api names %s", settings.misp_url,
+                    ", ".join(self.table) or "(none)")
+
+    def on_register_services(self) -> None:
+        """Register one service with a request topic per api name (answered on the incoming thread)."""
+        settings = self._loaded()
+        if not self.table:
+            logger.warning("apiNames is empty: no service is registered")
+            return
+        service = ServiceRegistrationInfo(self._dxl_client, topics.service_type(settings.service_unique_id))
+        handler = RequestHandler(self.table, self.misp, max_response_size=settings.max_response_size,
+                                 secret=settings.api_key)
+        for api_name in self.table:
+            topic = topics.request_topic(api_name, settings.service_unique_id)
+            self.add_request_callback(service, topic, DxlRequestCallback(self._dxl_client, handler, api_name),
+                                      False)
+        self.register_service(service)
+        self.service = service
+        logger.info("Service registered: %s (instance %s), topics: %s", service.service_type,
+                    service.service_id, ", ".join(sorted(service.topics)))
+
+    def on_dxl_connect(self) -> None:
+        """Nagle off on the broker socket, then start the forwarders."""
+        if set_tcp_nodelay(self._dxl_client):
+            logger.info("TCP_NODELAY set on the broker connection")
+        else:
+            logger.warning("TCP_NODELAY could not be set on the broker connection yet; it is set on reconnect")
+        settings = self._loaded()
+        self._publisher.target = dxl_publisher(self._dxl_client, size_warning=settings.max_response_size)
+        for forwarder in self.forwarders:
+            forwarder.start()
+            self._started.append(forwarder)
+
+    def destroy(self) -> None:
+        """Stop the forwarders, then unregister and disconnect."""
+        self._stop_forwarders()
+        super().destroy()
+
+    def _stop_forwarders(self) -> None:
+        started = getattr(self, "_started", [])  # destroy() also runs from __del__
+        while started:
+            forwarder = started.pop()
+            try:
+                forwarder.stop()
+            except Exception:  # one forwarder failing to stop must not keep the others running
+                logger.exception("Stopping %s failed", type(forwarder).__name__)
+
+    def _loaded(self) -> Settings:
+        if self.settings is None:
+            raise RuntimeError("the configuration has not been loaded")
+        return self.settings
