@@ -368,11 +368,12 @@ def sighting(misp: MispClient, payload: dict[str, Any]) -> Any:
     """Add one sighting to an attribute (by uuid or id) or to every attribute with a value; answers the 2.4
     ``{"message": "Sighting added.", "name": "1 sighting successfully added.", "url": "/sightings/add/<uuid>"}``."""
     args = check("sighting", payload, SIGHTING)
-    target = args.pop("uuid", None) or args.pop("id", None)
+    uuid, attribute_id = args.pop("uuid", None), args.pop("id", None)
+    if uuid is not None and attribute_id is not None:
+        raise InvalidArguments(f"sighting: give 'uuid' or 'id', not both. Accepted keys: {accepted_keys(SIGHTING)}")
+    target = uuid if uuid is not None else attribute_id
     if target is None and "value" not in args:
         raise InvalidArguments(f"sighting: give 'uuid', 'id' or 'value'. Accepted keys: {accepted_keys(SIGHTING)}")
-    args.pop("uuid", None)
-    args.pop("id", None)
     body = MISPSighting()
     body.from_dict(**args)
     result = to_json(call_misp(misp, "sighting", lambda p: p.add_sighting(body, attribute=target, pythonify=False)))

@@ -15,7 +15,9 @@ build time (:func:`build_handler`), never per request:
   is the service's business (always ``False``) and is refused from payloads.
 * **Entities in.** A parameter annotated with a MISP entity class (``MISPEvent``, ``MISPAttribute``,
   ``MISPObject``, ``MISPSighting``, ``MISPTag``...) takes a JSON object, bare or wrapped
-  (``{"Event": {...}}``); where several classes fit, the wrapper key picks one.
+  (``{"Event": {...}}``); where several classes fit, the wrapper key picks one. Where the parameter also
+  takes an id or UUID (``event: MISPEvent | int | str``), an object with a ``uuid`` or ``id`` stands for
+  that identifier, which is all PyMISP would use of it.
 * **Identifiers.** A string given for an identifier parameter (annotated with an entity class or ``UUID``,
   or named ``*_id``) ends up in MISP's URL path, so it must not contain ``/``, ``\\``, ``?``, ``#``, ``%``
   or ``..``.
@@ -179,38 +181,70 @@ class _Param:
     takes_dict: bool = False                       # a plain dict is fine as it is
     takes_list: bool = False                       # list/Iterable: a list of entities is fine
     identifier: bool = False                       # a string for it goes into MISP's URL
+    reference: bool = False                        # an entity or its id/UUID: PyMISP only uses the id
+
+
+def _top_level(text: str) -> str:
+    """An annotation with every ``[...]`` removed: ``dict[str, Any] | int`` -> ``dict | int``."""
+    while "[" in text:
+        stripped = re.sub(r"\[[^\[\]]*\]", "", text)
+        if stripped == text:
+            break
+        text = stripped
+    return text
 
 
 def _describe_param(parameter: inspect.Parameter) -> _Param:
     text = _text(parameter.annotation)
+    top = _top_level(text)
     names = set(_ENTITY_NAMES.findall(text))
     classes = tuple(_ENTITIES[n] for n in sorted(names) if n in _ENTITIES)
     generic = "AbstractMISP" in names
-    identifier = bool(classes or generic or re.search(r"\bUUID\b", text) or parameter.name.endswith("_id"))
-    return _Param(classes=classes, generic=generic, takes_dict=bool(re.search(r"\bdict\b", text)),
-                  takes_list=bool(re.search(r"\b(list|Iterable|Sequence)\b", text)), identifier=identifier)
+    is_entity = bool(classes or generic)
+    identifier = bool(is_entity or re.search(r"\bUUID\b", text) or parameter.name.endswith("_id"))
+    return _Param(classes=classes, generic=generic, takes_dict=bool(re.search(r"\bdict\b", top)),
+                  takes_list=bool(re.search(r"\b(list|Iterable|Sequence)\b", top)), identifier=identifier,
+                  reference=is_entity and bool(re.search(r"\b(int|str|UUID)\b", top)))
+
+
+#: PyMISP refers to these by id, the others by UUID first (see pymisp.api.get_uuid_or_id_from_abstract_misp).
+_ID_FIRST = (pymisp.MISPShadowAttribute, pymisp.MISPEventDelegation)
+
+
+def _reference(body: dict[str, Any], cls: type | None) -> Any:
+    """The uuid (or id) a JSON object stands for where an id is accepted, or None."""
+    keys = ("id", "uuid") if cls is not None and issubclass(cls, _ID_FIRST) else ("uuid", "id")
+    for key in keys:
+        value = body.get(key)
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "":
+            return value
+    return None
 
 
 def _entity(api_name: str, key: str, value: dict[str, Any], spec: _Param) -> Any:
-    """A JSON object -> the entity class its annotation (or its wrapper key) asks for."""
+    """A JSON object -> the entity class its annotation (or its wrapper key) asks for; where the parameter
+    also takes an id or UUID, an object that has one stands for it (PyMISP would use only that)."""
     wrapper = next(iter(value)) if len(value) == 1 else None
     cls = WRAPPERS.get(wrapper) if wrapper is not None and isinstance(value[wrapper], dict) else None
     if cls is not None:
         if spec.classes and not spec.generic and not issubclass(cls, spec.classes):
             raise InvalidArguments(f"{api_name}: '{key}' takes {_names(spec.classes)}, not a {wrapper}")
         body = dict(value[wrapper])
-    elif len(spec.classes) == 1 and not spec.generic:
-        cls, body = spec.classes[0], dict(value)
-    elif spec.takes_dict or spec.generic:
-        return value
     else:
+        body = dict(value)
+        cls = spec.classes[0] if len(spec.classes) == 1 and not spec.generic else None
+    if spec.reference:
+        reference = _reference(body, cls)
+        if reference is not None:
+            return reference
+    if cls is None:
+        if spec.takes_dict or spec.generic:
+            return value
         wrappers = ", ".join("{\"%s\": {...}}" % w for w, c in WRAPPERS.items() if c in spec.classes)
         raise InvalidArguments(f"{api_name}: '{key}' takes one of {_names(spec.classes)}: wrap it as {wrappers}")
     try:
         entity = cls(name=body.get("name", "")) if issubclass(cls, pymisp.MISPObject) else cls()
         entity.from_dict(**body)
-    except InvalidArguments:
-        raise
     except Exception as exc:  # PyMISP's constructors raise many kinds on bad input
         raise InvalidArguments(f"{api_name}: '{key}' is not a valid {cls.__name__}: {exc}") from exc
     return entity

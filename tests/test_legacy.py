@@ -320,10 +320,11 @@ def test_sighting_by_value_names_its_type(client: FakeClient, misp: FakePyMISP) 
     assert answer["name"] == "1 false-positive successfully added." and answer["url"] == "/sightings/add"
 
 
-@pytest.mark.parametrize("payload", [{"source": "s"}, {"uuid": str(uuidlib.uuid4()), "type": 7}])
-def test_sighting_needs_a_target_and_a_known_type(client: FakeClient, misp: FakePyMISP,
-                                                  payload: dict[str, Any]) -> None:
-    """A sighting without uuid/id/value, or with a type other than 0-2, is refused."""
+@pytest.mark.parametrize("payload", [{"source": "s"}, {"uuid": str(uuidlib.uuid4()), "type": 7},
+                                     {"uuid": str(uuidlib.uuid4()), "id": 3}])
+def test_sighting_needs_one_target_and_a_known_type(client: FakeClient, misp: FakePyMISP,
+                                                    payload: dict[str, Any]) -> None:
+    """A sighting without uuid/id/value, with both uuid and id, or with a type other than 0-2, is refused."""
     with pytest.raises(InvalidArguments) as raised:
         legacy.sighting(client, payload)
     assert "Accepted keys: uuid, id, value, source, type, timestamp" in raised.value.message

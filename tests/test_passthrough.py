@@ -240,9 +240,10 @@ def test_event_json_becomes_a_misp_event(client: FakeClient, misp: RecordingPyMI
     ("add_tag", {"tag": {"Tag": {"name": "t", "colour": "#ffffff"}}}, "tag", MISPTag),
     ("add_object", {"event": 1, "misp_object": {"name": "domain-ip", "Attribute": [
         {"object_relation": "domain", "type": "domain", "value": "example.com"}]}}, "misp_object", MISPObject),
-    ("tag", {"misp_entity": {"Attribute": {"type": "text", "value": "v", "uuid":
-                                           "5acb875e-44a0-402d-8265-013cac110002"}}, "tag": "t"},
+    ("attach_galaxy_cluster", {"misp_entity": {"Attribute": {"type": "text", "value": "v"}}, "galaxy_cluster": 1},
      "misp_entity", MISPAttribute),
+    ("attach_galaxy_cluster", {"misp_entity": {"Event": {"info": "i"}}, "galaxy_cluster": 1},
+     "misp_entity", MISPEvent),
 ])
 def test_entity_parameters_get_their_class(client: FakeClient, misp: RecordingPyMISP, name: str,
                                            payload: dict[str, Any], key: str, cls: type) -> None:
@@ -260,11 +261,27 @@ def test_list_of_attributes_becomes_a_list_of_entities(client: FakeClient, misp:
     assert [a.value for a in sent] == ["1.2.3.4", "example.com"]
 
 
-def test_generic_entity_without_wrapper_stays_a_dict(client: FakeClient, misp: RecordingPyMISP) -> None:
-    """A parameter that takes any entity or a dict keeps a bare dict as it is."""
-    passthrough.build_handler("tag")(client, {"misp_entity": {"uuid": "5acb875e-44a0-402d-8265-013cac110002"},
-                                              "tag": "t"})
-    assert misp.calls[-1][1]["misp_entity"] == {"uuid": "5acb875e-44a0-402d-8265-013cac110002"}
+UUID_A = "5acb875e-44a0-402d-8265-013cac110002"
+
+
+@pytest.mark.parametrize("name, payload, key, expected", [
+    ("get_event", {"event": {"Event": {"id": "5", "uuid": UUID_A, "info": "i"}}}, "event", UUID_A),
+    ("publish", {"event": {"id": 3}}, "event", 3),
+    ("tag", {"misp_entity": {"Attribute": {"uuid": UUID_A, "type": "text"}}, "tag": "t"}, "misp_entity", UUID_A),
+    ("add_sighting", {"sighting": {"source": "s"}, "attribute": {"uuid": UUID_A}}, "attribute", UUID_A),
+    ("accept_attribute_proposal", {"proposal": {"id": 4, "uuid": UUID_A}}, "proposal", 4),
+])
+def test_object_where_an_id_is_accepted_stands_for_its_id(client: FakeClient, misp: RecordingPyMISP, name: str,
+                                                           payload: dict[str, Any], key: str, expected: Any) -> None:
+    """Where a parameter takes an entity or its id, a JSON object stands for its uuid (id for proposals)."""
+    passthrough.build_handler(name)(client, payload)
+    assert misp.calls[-1][1][key] == expected
+
+
+def test_generic_entity_without_identifier_stays_a_dict(client: FakeClient, misp: RecordingPyMISP) -> None:
+    """A parameter that takes any entity or a dict keeps a bare dict without id or uuid as it is."""
+    passthrough.build_handler("tag")(client, {"misp_entity": {"name": "x"}, "tag": "t"})
+    assert misp.calls[-1][1]["misp_entity"] == {"name": "x"}
 
 
 def test_several_candidate_classes_need_the_wrapper(client: FakeClient, misp: RecordingPyMISP) -> None:
