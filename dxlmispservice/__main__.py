@@ -33,9 +33,11 @@ def configure_logging(config_dir: str) -> None:
     path = os.path.join(config_dir, MispService.LOGGING_CONFIG_FILE)
     if os.access(path, os.R_OK):
         logging.config.fileConfig(path, disable_existing_loggers=False)
-    else:
+    else:  # the package's logging.config, in short
         logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                             format="%(asctime)s %(name)-12s %(levelname)-8s %(message)s")
+        logging.getLogger("dxlclient").setLevel(logging.ERROR)
+        logging.getLogger("pymisp").setLevel(logging.CRITICAL)  # the service logs MISP's errors itself
 
 
 class StopRequested(Exception):
@@ -90,6 +92,7 @@ def serve(app: MispService, stopper: Stopper) -> int:
     finally:
         stopper.starting = False
         app.destroy()
+        logger.info("Stopped")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,15 +2,18 @@
 
 dxlbootstrap runs the hooks in this order: ``on_run`` (before any config is read), then the config files
 are checked (missing ones are copied from the package's ``_config/app`` defaults) and read, then
-``on_load_configuration``, the DXL connection, ``on_register_services`` and ``on_dxl_connect``.
+``on_load_configuration``, the DXL connection, ``on_register_event_handlers``, ``on_register_services``
+and ``on_dxl_connect``.
 
 - ``on_load_configuration``: :class:`~dxlmispservice.settings.Settings`, the topic table (so that a bad
   ``apiNames`` stops the start before anything connects), the MISP client (no network I/O yet) and the
   optional forwarders (constructed, not started).
+- ``on_register_event_handlers`` (the first hook after ``connect()``): TCP_NODELAY on the broker socket,
+  kept across reconnects by paho's ``on_socket_open`` hook. No event handler is registered.
 - ``on_register_services``: one service of type ``topics.service_type(serviceUniqueId)`` with one request
   topic per api name, each answered on the incoming message thread. Nothing else is registered.
-- ``on_dxl_connect``: TCP_NODELAY on the broker socket (kept across reconnects), then the forwarders
-  (ZeroMQ notifications, event feed) are started with a DXL event publisher.
+- ``on_dxl_connect``: the forwarders (ZeroMQ notifications, event feed) are started with a DXL event
+  publisher.
 - ``destroy``: the forwarders stop first, then dxlbootstrap unregisters and disconnects.
 """
 from __future__ import annotations
@@ -131,12 +134,15 @@ class MispService(Application):
         logger.info("Service registered: %s (instance %s), topics: %s", service.service_type,
                     service.service_id, ", ".join(sorted(service.topics)))
 
-    def on_dxl_connect(self) -> None:
-        """Nagle off on the broker socket, then start the forwarders."""
+    def on_register_event_handlers(self) -> None:
+        """The first hook after ``connect()``: Nagle off on the broker socket, before the registration."""
         if set_tcp_nodelay(self._dxl_client):
             logger.info("TCP_NODELAY set on the broker connection")
         else:
             logger.warning("TCP_NODELAY could not be set on the broker connection yet; it is set on reconnect")
+
+    def on_dxl_connect(self) -> None:
+        """Start the forwarders, with a publisher on the connected DXL client."""
         settings = self._loaded()
         self._publisher.target = dxl_publisher(self._dxl_client, size_warning=settings.max_response_size)
         for forwarder in self.forwarders:
