@@ -13,7 +13,8 @@ Mapping (:meth:`MispClient.call`):
 
 - a result ``{"errors": (status, body)}`` (PyMISP's form of a 4xx with a JSON body), or a 4xx without
   a JSON body -> :class:`~dxlmispservice.errors.MispRefused` with MISP's status and body;
-- a 5xx, a connection error, a timeout, an answer that is not JSON, or a failed build ->
+- a 5xx, a connection error or timeout (any requests exception), an answer that is not JSON, or a
+  failed build ->
   :class:`~dxlmispservice.errors.MispUnavailable`.
 
 No message carries the API key (:func:`~dxlmispservice.errors.redact`).
@@ -141,7 +142,7 @@ class MispClient:
             result = fn(pymisp)
         except MISPServerError as exc:
             raise self._server_error(exc) from None
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except requests.RequestException as exc:  # refused, reset, timed out, cut short
             raise self._unavailable(f"cannot reach MISP at {self.url}: {_describe(exc)}") from None
         except PyMISPUnexpectedResponse as exc:
             raise self._unavailable(f"MISP at {self.url} answered something that is not JSON: "

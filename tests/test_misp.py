@@ -74,6 +74,14 @@ class MispStub:
         if status == 0:  # hang until the test ends
             self.release.wait()
             return
+        if status == -1:  # promise more than is sent, then close
+            handler.send_response(200)
+            handler.send_header("Content-Type", ctype)
+            handler.send_header("Content-Length", str(len(body) + 100))
+            handler.end_headers()
+            handler.wfile.write(body)
+            handler.close_connection = True
+            return
         handler.send_response(status)
         handler.send_header("Content-Type", ctype)
         handler.send_header("Content-Length", str(len(body)))
@@ -277,6 +285,15 @@ def test_timeout_is_unavailable(stub: MispStub) -> None:
     with pytest.raises(MispUnavailable) as caught:
         client.call(lambda m: m.get_event(8))
     assert "Timeout" in caught.value.message
+
+
+def test_answer_cut_short_is_unavailable(stub: MispStub) -> None:
+    """A connection that closes before the whole answer arrived raises MispUnavailable."""
+    stub.route("events/view/6", -1, b'{"Event": {"id": "6"')
+    client = MispClient(settings_for(stub.url))
+    client.call(lambda m: m.get_user())
+    with pytest.raises(MispUnavailable):
+        client.call(lambda m: m.get_event(6))
 
 
 def test_key_never_in_messages(stub: MispStub) -> None:
