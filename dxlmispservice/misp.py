@@ -87,7 +87,7 @@ def session_setup(settings: Settings) -> Callable[[requests.Session], None]:
     size = pool_size(settings)
 
     def setup(session: requests.Session) -> None:
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=size)
+        adapter = HTTPAdapter(pool_maxsize=size)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         session.trust_env = bool(settings.proxies)
