@@ -1,11 +1,16 @@
 """The docs mirror the code: the error table, the legacy names and the sample set-up."""
 from __future__ import annotations
 
+import configparser
+import json
 import re
+import textwrap
 from pathlib import Path
 
+import docutils.core
 import pytest
 
+from dxlmispservice import legacy, passthrough, settings, topics
 from dxlmispservice.errors import ERROR_CODES
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -34,7 +39,6 @@ def test_errors_page_states_each_meaning() -> None:
 
 def test_methods_page_documents_every_legacy_name() -> None:
     """Every legacy api name in legacy.LEGACY has its own section on docs/methods.rst."""
-    legacy = pytest.importorskip("dxlmispservice.legacy")
     text = (DOCS / "methods.rst").read_text(encoding="utf-8")
     headings = set(re.findall(r"^``([a-z_]+)``\n[-~^=]+$", text, re.M))
     missing = sorted(set(legacy.LEGACY) - headings)
@@ -49,7 +53,6 @@ def _documented_keys(text: str) -> set[str]:
 @pytest.mark.parametrize("page", ["docs/configuration.rst", "README.rst"])
 def test_config_reference_lists_every_key(page: str) -> None:
     """Every section and key settings.py accepts is named in the config reference."""
-    settings = pytest.importorskip("dxlmispservice.settings")
     text = (DOCS.parent / page).read_text(encoding="utf-8")
     literals = _documented_keys(text)
     keys = set(settings.GENERAL_KEYS) | set(settings.FEED_KEYS) | set(settings.POOL_KEYS)
@@ -59,7 +62,54 @@ def test_config_reference_lists_every_key(page: str) -> None:
 
 def test_readme_renders_without_warnings() -> None:
     """README.rst (the package's long description) is valid reStructuredText."""
-    docutils_core = pytest.importorskip("docutils.core")
     text = (DOCS.parent / "README.rst").read_text(encoding="utf-8")
-    docutils_core.publish_string(text, writer_name="null",
+    docutils.core.publish_string(text, writer_name="null",
                                  settings_overrides={"report_level": 5, "halt_level": 2})
+
+
+def _code_blocks(text: str, language: str) -> list[str]:
+    """The bodies of the ``.. code-block:: <language>`` blocks in ``text``, dedented."""
+    blocks = []
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if line.strip() != f".. code-block:: {language}":
+            continue
+        indent = len(line) - len(line.lstrip())
+        body: list[str] = []
+        for following in lines[index + 1:]:
+            if following.strip() and len(following) - len(following.lstrip()) <= indent:
+                break
+            body.append(following)
+        blocks.append(textwrap.dedent("\n".join(body)).strip())
+    return blocks
+
+
+def test_json_examples_are_valid_json() -> None:
+    """Every ``code-block:: json`` in the docs is valid JSON (shortened answers are marked ``text``)."""
+    broken = []
+    for page in sorted(DOCS.glob("*.rst")):
+        for block in _code_blocks(page.read_text(encoding="utf-8"), "json"):
+            try:
+                json.loads(block)
+            except ValueError:
+                broken.append((page.name, block[:60]))
+    assert broken == []
+
+
+def test_complete_config_example_is_accepted(tmp_path: Path) -> None:
+    """The complete example in docs/configuration.rst parses, and its apiNames build a topic table."""
+    text = (DOCS / "configuration.rst").read_text(encoding="utf-8")
+    example = text[text.index("A complete example"):]
+    block = _code_blocks(example, "ini")[0]
+    (tmp_path / "misp-ca.pem").write_text("")
+    parser = configparser.RawConfigParser()
+    parser.read_string(block)
+    parsed = settings.Settings.from_parser(parser, {"MISP_API_KEY": "k" * 40}, base_dir=str(tmp_path))
+    table = topics.build_table(parsed.api_names)
+    assert sorted(table) == sorted(parsed.api_names) and parsed.feed is not None and parsed.zeromq is not None
+
+
+def test_methods_page_names_every_denied_method() -> None:
+    """Each PyMISP method refused by name (passthrough.DENIED) is named on docs/methods.rst."""
+    text = (DOCS / "methods.rst").read_text(encoding="utf-8")
+    assert sorted(name for name in passthrough.DENIED if f"``{name}``" not in text) == []
