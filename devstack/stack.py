@@ -188,7 +188,7 @@ class Stack:
             service = self._spawn("service", [sys.executable, "-m", "dxlmispservice", str(service_dir)],
                                   **{API_KEY_ENV: self.admin_key})
             self._wait_registered(self._connector, service)
-            self._connector.close()
+            self._connector.close_in_background()  # a disconnect takes ~1 s: keep it off the way to ready
         self.info = {
             "workdir": str(self.workdir),
             "dxlclient_config": str(configs["requester"]),
@@ -262,6 +262,12 @@ class Stack:
         if self._connector is not None:
             self._connector.close()
             self._connector = None
+        service = [c for c in self._children if c.name == "service"]
+        for child in service:  # first, while the registry and the broker can still take its unregistration
+            child.stop(self.stop_timeout)
+        for child in reversed(self._children):  # the rest depend on each other no more: SIGTERM them together
+            if child.process.poll() is None:
+                os.kill(child.pid, signal.SIGTERM)
         while self._children:
             self._children.pop().stop(self.stop_timeout)
         if self._broker is not None:
@@ -300,11 +306,20 @@ class _Connector:
             self._error = exc
 
     def close(self) -> None:
-        """Disconnect the client, waiting briefly for a connect still under way."""
+        """Disconnect the client, waiting briefly for a connect (or a background close) still under way."""
         self._thread.join(STOP_TIMEOUT)
-        if self._client is not None:
-            self._client.destroy()
-            self._client = None
+        self._destroy()
+
+    def _destroy(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.destroy()
+
+    def close_in_background(self) -> None:
+        """Disconnect on a thread; :meth:`close` waits for it."""
+        self._thread.join(STOP_TIMEOUT)
+        self._thread = threading.Thread(target=self._destroy, name="devstack-disconnect", daemon=True)
+        self._thread.start()
 
     def result(self, deadline: float) -> Any:
         """The connected DxlClient; raises StackError if it failed or took past ``deadline``."""
