@@ -15,19 +15,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from devstack.misp.zmq import ZmqPublisher
 from dxlmispservice.errors import ConfigError
 from dxlmispservice.notifications import Forwarder, notification_topic, parse_frame
-
-try:  # TEMP until settings.py lands
-    from dxlmispservice.settings import ZmqSettings
-except ImportError:
-    from dataclasses import dataclass, field
-
-    @dataclass(frozen=True)
-    class ZmqSettings:  # type: ignore[no-redef]
-        topics: tuple[str, ...]
-        host: str
-        port: int = 50000
-        username: str | None = None
-        password: str | None = field(default=None, repr=False)
+from dxlmispservice.settings import ZmqSettings
 
 MISP_TOPICS = ("misp_json", "misp_json_event", "misp_json_attribute", "misp_json_sighting",
                "misp_json_tag", "misp_json_object", "misp_json_user")

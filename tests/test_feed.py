@@ -1,0 +1,480 @@
+"""The event feed and fetch_events, against an in-memory MISP that pages and filters like restSearch."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dxlmispservice import feedstate
+from dxlmispservice.errors import ConfigError, InvalidArguments, MispUnavailable
+from dxlmispservice.feed import SEARCH_ORDER, Feed, Filters, fetch_events, feed_topic
+from dxlmispservice.feedstate import Position, load_position, parse_since, save_position
+from dxlmispservice.settings import FeedSettings
+
+NOW = 2_000_000_000
+DAY = 86_400
+
+
+class FakeMisp:
+    """A MispClient stand-in: ``call(fn)`` runs ``fn`` on itself, and ``search`` acts like restSearch.
+
+    It honours ``timestamp`` (>=), ``order`` (ascending timestamp; ties in a random order each call),
+    ``limit``/``page``, ``tags`` (OR, with ``!`` negation), ``org``, ``published``, ``threat_level_id``,
+    and returns each page's events shuffled, as MISP does not return them in its selection order.
+    """
+
+    def __init__(self, seed: int = 7) -> None:
+        self.events: dict[str, dict[str, Any]] = {}
+        self.calls: list[dict[str, Any]] = []
+        self.down = False
+        self.random = random.Random(seed)
+
+    def add(self, uuid: str, timestamp: int, *, tags: tuple[str, ...] = (), org: str = "ORG",
+            published: bool = True, threat_level: int = 1) -> None:
+        """Create or replace one event."""
+        self.events[uuid] = {"uuid": uuid, "timestamp": str(timestamp), "info": f"event {uuid}",
+                             "Orgc": {"name": org}, "published": published,
+                             "threat_level_id": str(threat_level), "Tag": [{"name": t} for t in tags]}
+
+    def edit(self, uuid: str, timestamp: int) -> None:
+        """Change one event: MISP gives it a new timestamp."""
+        self.events[uuid] = {**self.events[uuid], "timestamp": str(timestamp), "info": f"edited at {timestamp}"}
+
+    def call(self, fn: Callable[[FakeMisp], Any]) -> Any:
+        if self.down:
+            raise MispUnavailable("MISP could not be reached")
+        return fn(self)
+
+    def search(self, **kw: Any) -> list[dict[str, Any]]:
+        self.calls.append(kw)
+        assert kw["controller"] == "events" and kw["return_format"] == "json" and not kw["pythonify"]
+        chosen = [e for e in self.events.values() if self._matches(e, kw)]
+        self.random.shuffle(chosen)
+        if kw.get("order") == SEARCH_ORDER:
+            chosen.sort(key=lambda e: int(e["timestamp"]))  # stable: ties keep their random order
+        limit, page = kw.get("limit"), kw.get("page") or 1
+        if limit:
+            chosen = chosen[(page - 1) * limit: page * limit]
+        self.random.shuffle(chosen)
+        return [{"Event": json.loads(json.dumps(e))} for e in chosen]
+
+    @staticmethod
+    def _matches(event: dict[str, Any], kw: dict[str, Any]) -> bool:
+        if kw.get("timestamp") and int(event["timestamp"]) < int(kw["timestamp"]):
+            return False
+        names = {t["name"] for t in event["Tag"]}
+        wanted = [t for t in kw.get("tags") or [] if not t.startswith("!")]
+        banned = [t[1:] for t in kw.get("tags") or [] if t.startswith("!")]
+        if (wanted and not names & set(wanted)) or names & set(banned):
+            return False
+        if kw.get("org") and event["Orgc"]["name"] not in kw["org"]:
+            return False
+        if kw.get("published") is not None and event["published"] != kw["published"]:
+            return False
+        levels = kw.get("threat_level_id")
+        return not levels or int(event["threat_level_id"]) in levels
+
+
+class ListPublisher:
+    """Collects published events; raises on the call after ``fail_after`` successful ones."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.fail_after = fail_after
+        self.on_publish: Callable[[dict[str, Any]], None] = lambda event: None
+
+    def __call__(self, topic: str, payload: dict[str, Any]) -> None:
+        if self.fail_after is not None and len(self.sent) >= self.fail_after:
+            raise RuntimeError("simulated crash")
+        self.sent.append((topic, payload))
+        self.on_publish(payload["Event"])
+
+    def changes(self) -> list[tuple[str, int]]:
+        """(uuid, timestamp) of each published event, in order."""
+        return [(p["Event"]["uuid"], int(p["Event"]["timestamp"])) for _, p in self.sent]
+
+
+@pytest.fixture()
+def state_file(tmp_path: Path) -> str:
+    """A state file path in a fresh directory."""
+    return str(tmp_path / "state" / "feed.json")
+
+
+def make_settings(state_file: str, **kw: Any) -> FeedSettings:
+    """FeedSettings with a 1-day look-back, the given state file, and ``kw`` on top."""
+    return replace(FeedSettings(enabled=True, interval=0.05, lookback="1d", state_file=state_file), **kw)
+
+
+def make_feed(settings: FeedSettings, misp: FakeMisp, out: ListPublisher, **kw: Any) -> Feed:
+    """A Feed whose clock reads NOW."""
+    return Feed(settings, misp, out, clock=lambda: NOW, **kw)
+
+
+def populate(misp: FakeMisp, count: int, *, start: int = NOW - 1000, per_second: int = 1) -> list[tuple[str, int]]:
+    """``count`` events, ``per_second`` of them sharing each timestamp; returns their (uuid, ts) in order."""
+    changes = []
+    for i in range(count):
+        uuid, ts = f"e{i:03d}", start + i // per_second
+        misp.add(uuid, ts)
+        changes.append((uuid, ts))
+    return sorted(changes, key=lambda c: (c[1], c[0]))
+
+
+def assert_exactly_once_in_order(got: list[tuple[str, int]], expected: list[tuple[str, int]]) -> None:
+    """Each expected change appears exactly once, and timestamps never go backwards.
+
+    Within one timestamp the order is the one MISP picked the events in, so only the set is compared.
+    """
+    assert len(got) == len(set(got)), "a change was sent twice"
+    assert sorted(got) == sorted(expected), "a change was lost or invented"
+    assert [t for _, t in got] == sorted(t for _, t in got), "timestamps went backwards"
+
+
+# --- first run, paging and filters ---------------------------------------------------------------
+
+def test_first_run_starts_at_the_lookback_and_saves_it(state_file: str) -> None:
+    """With no state file, events older than the look-back are skipped and the start is saved at once."""
+    misp, out = FakeMisp(), ListPublisher()
+    misp.add("old", NOW - 2 * DAY)
+    misp.add("new", NOW - DAY // 2)
+    feed = make_feed(make_settings(state_file), misp, out)
+    assert load_position(state_file) is None
+    assert feed.position == Position(NOW - DAY)
+    assert load_position(state_file) == Position(NOW - DAY)
+    assert feed.poll_once() == 1
+    assert out.changes() == [("new", NOW - DAY // 2)]
+    assert out.sent[0][0] == feed_topic()
+
+
+def test_first_run_lookback_may_be_a_date(state_file: str) -> None:
+    """A look-back given as an ISO date starts the feed at that date's midnight UTC."""
+    feed = make_feed(make_settings(state_file, lookback="2024-01-31"), FakeMisp(), ListPublisher())
+    assert feed.position.timestamp == 1706659200
+
+
+def test_events_are_published_in_timestamp_order_page_by_page(state_file: str) -> None:
+    """25 events with page size 4 go out once each, oldest first, over several restSearch calls."""
+    misp, out = FakeMisp(), ListPublisher()
+    expected = populate(misp, 25, per_second=2)
+    feed = make_feed(make_settings(state_file, page_size=4), misp, out, service_unique_id="svc")
+    assert feed.poll_once() == 25
+    assert_exactly_once_in_order(out.changes(), expected)
+    assert {topic for topic, _ in out.sent} == {"/opendxl-misp/event/feed/svc/event"}
+    assert len(misp.calls) >= 7
+    assert all(c["order"] == SEARCH_ORDER and c["page"] == 1 for c in misp.calls)
+
+
+def test_many_events_in_one_second_are_paged_without_loss(state_file: str) -> None:
+    """Twenty events sharing one timestamp, page size 3, tie order random per call: each goes out once."""
+    misp, out = FakeMisp(), ListPublisher()
+    expected = populate(misp, 20, per_second=20)
+    feed = make_feed(make_settings(state_file, page_size=3), misp, out)
+    feed.poll_once()
+    assert_exactly_once_in_order(out.changes(), expected)
+
+
+def test_filters_are_passed_to_misp_and_applied(state_file: str) -> None:
+    """Tags, not-tags (as !tag), orgs, published-only and threat levels all reach restSearch."""
+    misp, out = FakeMisp(), ListPublisher()
+    misp.add("match", NOW - 10, tags=("tlp:green",), org="CIRCL", threat_level=2)
+    misp.add("untagged", NOW - 9, org="CIRCL", threat_level=2)
+    misp.add("banned", NOW - 8, tags=("tlp:green", "tlp:red"), org="CIRCL", threat_level=2)
+    misp.add("other-org", NOW - 7, tags=("tlp:green",), org="ACME", threat_level=2)
+    misp.add("draft", NOW - 6, tags=("tlp:green",), org="CIRCL", threat_level=2, published=False)
+    misp.add("low", NOW - 5, tags=("tlp:green",), org="CIRCL", threat_level=3)
+    settings = make_settings(state_file, tags=("tlp:green",), not_tags=("tlp:red",), orgs=("CIRCL",),
+                             published_only=True, threat_levels=(1, 2))
+    make_feed(settings, misp, out).poll_once()
+    assert [u for u, _ in out.changes()] == ["match"]
+    call = misp.calls[0]
+    assert call["tags"] == ["tlp:green", "!tlp:red"]
+    assert call["org"] == ["CIRCL"] and call["published"] is True and call["threat_level_id"] == [1, 2]
+
+
+def test_no_filters_send_no_filter_arguments() -> None:
+    """Empty filters add nothing to the restSearch call."""
+    assert Filters().search_kwargs() == {}
+
+
+# --- state: restore, atomic writes, restarts ------------------------------------------------------
+
+def test_a_new_feed_resumes_from_the_state_file(state_file: str) -> None:
+    """A second Feed on the same state file sends only what changed after the first one stopped."""
+    misp = FakeMisp()
+    populate(misp, 5)
+    first = ListPublisher()
+    make_feed(make_settings(state_file), misp, first).poll_once()
+    misp.add("later", NOW - 1)
+    second = ListPublisher()
+    make_feed(make_settings(state_file), misp, second).poll_once()
+    assert len(first.sent) == 5
+    assert second.changes() == [("later", NOW - 1)]
+
+
+def test_state_is_saved_after_each_published_event(state_file: str) -> None:
+    """After every publish, the state file on disk already covers that event."""
+    misp, out = FakeMisp(), ListPublisher()
+    populate(misp, 4, per_second=2)
+    seen_on_disk: list[bool] = []
+
+    def check_previous(event: dict[str, Any]) -> None:
+        position = load_position(state_file)
+        previous = out.changes()[:-1]
+        seen_on_disk.append(all(position.delivered(u, t) for u, t in previous))
+
+    out.on_publish = check_previous
+    make_feed(make_settings(state_file, page_size=3), misp, out).poll_once()
+    assert seen_on_disk == [True] * 4
+    assert all(load_position(state_file).delivered(u, t) for u, t in out.changes())
+
+
+@pytest.mark.parametrize("crash_after", [0, 1, 2, 3, 5, 8])
+def test_a_crash_mid_run_loses_and_repeats_nothing(state_file: str, crash_after: int) -> None:
+    """The publisher dies after N events; a restarted feed sends the rest: each change exactly once."""
+    misp = FakeMisp(seed=crash_after)
+    expected = populate(misp, 11, per_second=3)
+    crashing = ListPublisher(fail_after=crash_after)
+    with pytest.raises(RuntimeError):
+        make_feed(make_settings(state_file, page_size=4), misp, crashing).poll_once()
+    restarted = ListPublisher()
+    make_feed(make_settings(state_file, page_size=4), misp, restarted).poll_once()
+    assert_exactly_once_in_order(crashing.changes() + restarted.changes(), expected)
+
+
+def test_save_is_atomic_when_the_rename_fails(state_file: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the write fails before the rename, the old state file is intact and no temporary file remains."""
+    save_position(state_file, Position(100, frozenset({"a"})))
+
+    def broken_replace(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(feedstate.os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        save_position(state_file, Position(200))
+    assert load_position(state_file) == Position(100, frozenset({"a"}))
+    assert os.listdir(os.path.dirname(state_file)) == ["feed.json"]
+
+
+def test_save_fsyncs_the_new_file_before_renaming_it(state_file: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The temporary file is fsync'ed before os.replace puts it in place, then the directory is."""
+    steps: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(feedstate.os, "fsync", lambda fd: (steps.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(feedstate.os, "replace", lambda a, b: (steps.append("replace"), real_replace(a, b))[1])
+    save_position(state_file, Position(5))
+    assert steps == ["fsync", "replace", "fsync"]
+
+
+def test_a_corrupt_state_file_stops_the_feed_from_starting(state_file: str) -> None:
+    """A state file that is not a feed state is a ConfigError naming the file, not a silent restart."""
+    os.makedirs(os.path.dirname(state_file))
+    Path(state_file).write_text("{not json")
+    feed = make_feed(make_settings(state_file), FakeMisp(), ListPublisher())
+    with pytest.raises(ConfigError, match="feed.json"):
+        feed.start()
+
+
+# --- edits ----------------------------------------------------------------------------------------
+
+def test_an_edited_event_is_sent_again_once(state_file: str) -> None:
+    """An event edited after it was sent goes out once more, with its new timestamp, and only once."""
+    misp, out = FakeMisp(), ListPublisher()
+    populate(misp, 3)
+    feed = make_feed(make_settings(state_file), misp, out)
+    feed.poll_once()
+    misp.edit("e000", NOW - 5)
+    assert feed.poll_once() == 1
+    assert feed.poll_once() == 0
+    assert out.changes()[-1] == ("e000", NOW - 5)
+    assert out.sent[-1][1]["Event"]["info"] == f"edited at {NOW - 5}"
+
+
+def test_an_edit_during_a_poll_does_not_push_another_event_out_of_sight(state_file: str) -> None:
+    """Editing an already-sent event mid-poll moves it to the end; no other event is skipped."""
+    misp, out = FakeMisp(), ListPublisher()
+    expected = populate(misp, 9)
+    edited = []
+
+    def edit_first(event: dict[str, Any]) -> None:
+        if event["uuid"] == "e002" and not edited:
+            misp.edit("e000", NOW - 1)
+            edited.append(True)
+
+    out.on_publish = edit_first
+    make_feed(make_settings(state_file, page_size=2), misp, out).poll_once()
+    assert out.changes() == expected + [("e000", NOW - 1)]
+
+
+# --- the poll loop --------------------------------------------------------------------------------
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``predicate`` until it holds; fail the test when it does not within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+@pytest.fixture()
+def running_feeds() -> Iterator[list[Feed]]:
+    """Feeds appended here are stopped after the test."""
+    feeds: list[Feed] = []
+    yield feeds
+    for feed in feeds:
+        feed.stop()
+
+
+def test_the_loop_retries_after_misp_was_unavailable(state_file: str, running_feeds: list[Feed],
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """A poll that finds MISP down is logged; a later poll publishes once MISP is back."""
+    caplog.set_level(logging.WARNING, logger="dxlmispservice.feed")
+    misp, out = FakeMisp(), ListPublisher()
+    populate(misp, 3)
+    misp.down = True
+    feed = make_feed(make_settings(state_file), misp, out)
+    running_feeds.append(feed)
+    feed.start()
+    wait_until(lambda: "poll failed" in caplog.text)
+    misp.down = False
+    wait_until(lambda: len(out.sent) == 3)
+    assert "could not be reached" in caplog.text
+
+
+def test_the_loop_keeps_going_after_a_publish_failure(state_file: str, running_feeds: list[Feed]) -> None:
+    """A publish that raises ends that poll; the next poll resends from the failed event on."""
+    misp = FakeMisp()
+    expected = populate(misp, 4)
+    out = ListPublisher(fail_after=2)
+    feed = make_feed(make_settings(state_file), misp, out)
+    running_feeds.append(feed)
+    feed.start()
+    wait_until(lambda: len(misp.calls) >= 3)  # it polled again after the failure
+    out.fail_after = None
+    wait_until(lambda: len(out.sent) == 4)
+    assert out.changes() == expected
+
+
+def test_stop_ends_the_thread(state_file: str) -> None:
+    """stop() ends the poll thread."""
+    feed = make_feed(make_settings(state_file, interval=30.0), FakeMisp(), ListPublisher())
+    feed.start()
+    thread = feed._thread
+    feed.stop()
+    assert thread is not None and not thread.is_alive()
+
+
+def test_stop_during_a_poll_leaves_a_state_that_resumes_exactly(state_file: str) -> None:
+    """Stopping in the middle of a poll saves what went out; a new feed sends exactly the rest."""
+    misp = FakeMisp()
+    expected = populate(misp, 10)
+    out = ListPublisher()
+    feed = make_feed(make_settings(state_file, page_size=2), misp, out)
+    out.on_publish = lambda event: feed._stop.set() if len(out.sent) == 4 else None
+    feed.poll_once()
+    rest = ListPublisher()
+    make_feed(make_settings(state_file), misp, rest).poll_once()
+    assert len(out.sent) == 4
+    assert out.changes() + rest.changes() == expected
+
+
+# --- fetch_events ----------------------------------------------------------------------------------
+
+def fetch_all(misp: FakeMisp, first: dict[str, Any]) -> tuple[list[tuple[str, int]], str]:
+    """Page through fetch_events from ``first`` until ``more`` is false; the changes and the last cursor."""
+    answer = fetch_events(misp, first)
+    got = [(e["Event"]["uuid"], int(e["Event"]["timestamp"])) for e in answer["events"]]
+    while answer["more"]:
+        answer = fetch_events(misp, {"cursor": answer["next"], "limit": first.get("limit", 100)})
+        got += [(e["Event"]["uuid"], int(e["Event"]["timestamp"])) for e in answer["events"]]
+    return got, answer["next"]
+
+
+def test_fetch_events_pages_by_cursor_without_loss_or_repeat() -> None:
+    """Paging 17 events (ties included) three at a time yields each once, in order."""
+    misp = FakeMisp()
+    expected = populate(misp, 17, per_second=4)
+    got, _ = fetch_all(misp, {"since": NOW - 5000, "limit": 3})
+    assert_exactly_once_in_order(got, expected)
+
+
+def test_fetch_events_cursor_picks_up_later_changes() -> None:
+    """The last cursor, asked again later, returns exactly the events created or edited since."""
+    misp = FakeMisp()
+    populate(misp, 4)
+    _, cursor = fetch_all(misp, {"since": "1d", "limit": 2})
+    misp.add("fresh", NOW - 1)
+    misp.edit("e001", NOW)
+    answer = fetch_events(misp, {"cursor": cursor})
+    assert [(e["Event"]["uuid"], int(e["Event"]["timestamp"])) for e in answer["events"]] == \
+        [("fresh", NOW - 1), ("e001", NOW)]
+    assert fetch_events(misp, {"cursor": answer["next"]})["events"] == []
+
+
+def test_fetch_events_cursor_carries_the_filters() -> None:
+    """Filters given on the first page apply to every page fetched by cursor."""
+    misp = FakeMisp()
+    for i in range(6):
+        misp.add(f"t{i}", NOW - 100 + i, tags=("keep",) if i % 2 else ())
+    got, _ = fetch_all(misp, {"since": 0, "limit": 1, "filters": {"tags": ["keep"]}})
+    assert [u for u, _ in got] == ["t1", "t3", "t5"]
+    assert all(c.get("tags") == ["keep"] for c in misp.calls)
+
+
+@pytest.mark.parametrize("payload", [
+    {"limit": 0}, {"limit": "5"}, {"limit": 100_000}, {"bogus": 1},
+    {"since": "yesterday"}, {"filters": {"colour": "red"}}, {"filters": {"threat_levels": [9]}},
+    {"cursor": "not-a-cursor"}, {"cursor": 5},
+])
+def test_fetch_events_rejects_bad_payloads(payload: dict[str, Any]) -> None:
+    """A bad limit, key, since, filter or cursor is InvalidArguments, before MISP is asked."""
+    misp = FakeMisp()
+    with pytest.raises(InvalidArguments):
+        fetch_events(misp, payload)
+    assert misp.calls == []
+
+
+def test_fetch_events_refuses_since_with_a_cursor() -> None:
+    """A cursor already holds the position and filters: since or filters beside it is an error."""
+    misp = FakeMisp()
+    cursor = fetch_events(misp, {"since": 0})["next"]
+    with pytest.raises(InvalidArguments):
+        fetch_events(misp, {"cursor": cursor, "since": 0})
+
+
+# --- positions and times ----------------------------------------------------------------------------
+
+def test_position_moves_forward_only() -> None:
+    """A position adds uuids at its timestamp, resets at a later one, and refuses an earlier one."""
+    p = Position(10).after("a", 10).after("b", 10)
+    assert p == Position(10, frozenset({"a", "b"}))
+    assert p.after("c", 11) == Position(11, frozenset({"c"}))
+    assert p.delivered("zzz", 9) and p.delivered("a", 10) and not p.delivered("c", 10)
+    with pytest.raises(ValueError):
+        p.after("d", 9)
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("30m", NOW - 1800), ("12h", NOW - 43200), ("7d", NOW - 7 * DAY), ("2w", NOW - 14 * DAY),
+    ("2024-01-31", 1706659200), ("2024-01-31T01:00:00Z", 1706662800),
+    ("2024-01-31T02:00:00+01:00", 1706662800), (1700000000, 1700000000), ("1700000000", 1700000000),
+])
+def test_parse_since(value: Any, expected: int) -> None:
+    """Durations count back from now; dates are UTC unless zoned; numbers are epoch seconds."""
+    assert parse_since(value, NOW) == expected
+
+
+@pytest.mark.parametrize("value", ["soon", "", "-5", -5, True, None, "7x"])
+def test_parse_since_rejects_non_times(value: Any) -> None:
+    """Anything that is not a duration, a date or epoch seconds is a ValueError."""
+    with pytest.raises(ValueError):
+        parse_since(value, NOW)
