@@ -117,8 +117,9 @@ class Filters:
         return cls(strings("tags"), strings("not_tags"), strings("orgs"), published, tuple(levels))
 
     def to_payload(self) -> dict[str, Any]:
-        """The request form of these filters (what :meth:`from_payload` reads)."""
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+        """The request form of the filters that are set (what :meth:`from_payload` reads)."""
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in asdict(self).items() if value}
 
     def search_kwargs(self) -> dict[str, Any]:
         """The restSearch arguments (PyMISP ``search`` keywords); not-tags use MISP's ``!`` negation."""
@@ -180,7 +181,7 @@ class Feed:
     """
 
     def __init__(self, settings: Any, misp: Any, publisher: Publisher, *, service_unique_id: str = "",
-                 clock: Callable[[], float] = time.time, stop_timeout: float = 30.0) -> None:
+                 clock: Callable[[], float] = time.time, stop_timeout: float = 10.0) -> None:
         if settings.page_size < 1:
             raise ValueError("page_size must be at least 1")
         self._settings = settings

@@ -478,3 +478,10 @@ def test_parse_since_rejects_non_times(value: Any) -> None:
     """Anything that is not a duration, a date or epoch seconds is a ValueError."""
     with pytest.raises(ValueError):
         parse_since(value, NOW)
+
+
+def test_filters_round_trip_through_the_request_form() -> None:
+    """Filters written with to_payload read back equal, and unset ones are left out."""
+    filters = Filters(tags=("a",), not_tags=("b",), threat_levels=(1, 4), published_only=True)
+    assert Filters.from_payload(filters.to_payload()) == filters
+    assert Filters().to_payload() == {}
