@@ -1,0 +1,1 @@
+"""dxlmispservice benchmarks: ``python -m bench`` (``make bench``). See ``bench/__main__.py``."""
