@@ -16,12 +16,19 @@ In-process, for tests::
     with serve(MispModels(), admin_key="...", readonly_key="...") as server:
         PyMISP(server.url, "...")
 
-HTTP server choice: Werkzeug (pinned in requirements.txt). It is well kept, already a dependency of the
-stack, has a threaded WSGI server with HTTP/1.1 keep-alive (PyMISP's session reuses its connection), and TLS
-from an ``ssl.SSLContext``. Its request handler is small to extend: every accepted socket gets TCP_NODELAY
-(without it a response written as headers then body waits for the client's delayed ACK, ~40 ms a call),
-and responses are buffered so that headers and body leave in one write. No framework sits on the hot path:
-the WSGI callable reads the environ and answers bytes directly.
+HTTP server choice: Werkzeug (pinned in requirements.txt). It is well kept, has a threaded WSGI server with
+TLS from an ``ssl.SSLContext``, and its request handler (``http.server``-based) is small to extend:
+
+* every accepted socket gets TCP_NODELAY (without it a response written as headers then body waits for the
+  client's delayed ACK, ~40 ms a call), and responses are buffered so that headers and body leave in one write;
+* HTTP/1.1 keep-alive, so that PyMISP's session reuses its connection. Werkzeug 3's own ``run_wsgi`` closes
+  every connection and, after each response, drains the socket (a 10 ms wait that would also swallow the
+  next request on a kept-alive connection), because ``http.server`` cannot skip an unread body. Here the
+  application always reads the whole body first, so the handler's ``run_wsgi`` is a short one of its own:
+  it calls the application and writes status, headers and body at once; the connection stays open unless
+  the client asks to close it.
+
+No framework sits on the hot path: the WSGI callable reads the environ and answers bytes directly.
 
 Errors are always JSON (:mod:`devstack.misp.exceptions`); an unknown route is logged and answered 404.
 The API keys never appear in a log line or a response.
@@ -73,7 +80,7 @@ class MispApp:
                 return user
         raise Forbidden(AUTH_FAILED)
 
-    def _handle(self, environ: Mapping[str, Any], method: str, path: str) -> Reply:
+    def _handle(self, environ: Mapping[str, Any], method: str, path: str, raw_body: bytes) -> Reply:
         wrong_method: MethodNotAllowed | None = None
         try:
             match = urls.resolve(method, path)
@@ -87,7 +94,7 @@ class MispApp:
             raise wrong_method  # type: ignore[misc]
         if match.route.writes and not user.can_write:
             raise MethodNotAllowed(PERMISSION_DENIED)
-        call = Call(method, path, match.args, match.named, parse_body(self._read_body(environ)), user)
+        call = Call(method, path, match.args, match.named, parse_body(raw_body), user)
         return self.responses.dispatch(match.route.handler, call)
 
     @staticmethod
@@ -102,8 +109,9 @@ class MispApp:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"].upper()
         path = environ.get("PATH_INFO") or "/"
+        raw_body = self._read_body(environ)  # always read it all: the connection is kept alive
         try:
-            reply = self._handle(environ, method, path)
+            reply = self._handle(environ, method, path, raw_body)
         except MispHttpError as exc:
             reply = Reply(exc.body(path), exc.status, exc.headers)
         except Exception as exc:  # an unexpected failure is still MISP-shaped JSON
@@ -126,6 +134,24 @@ class _Handler(WSGIRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def run_wsgi(self) -> None:
+        """Call the application (which reads the whole body) and send its answer in one buffered write."""
+        environ = self.make_environ()
+        started: list[Any] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., None]:
+            started[:] = [status, headers]
+            return lambda data: None  # MispApp returns its body; it never calls write()
+
+        body = b"".join(self.server.app(environ, start_response))
+        code, _, reason = started[0].partition(" ")
+        self.send_response(int(code), reason)
+        for key, value in started[1]:
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         log.debug("%s %s -> %s", self.command, self.path, code)
