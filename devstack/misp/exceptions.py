@@ -99,7 +99,7 @@ class SaveFailed(MispHttpError):
         self.record_id = record_id
 
     def body(self, request_path: str) -> dict[str, Any]:
-        """``{"saved": false, "name", "message", "url", "errors"[, "id"]}``; url is ``/<controller>/<action>[/<id>]``."""
+        """``{"saved": false, "name", "message", "url", "errors"[, "id"]}``, url ``/<controller>/<action>[/<id>]``."""
         url = f"/{self.controller.lower()}/{self.action}" + (f"/{self.record_id}" if self.record_id else "")
         body: dict[str, Any] = {"saved": False, "name": self.message, "message": self.message, "url": url,
                                 "errors": self.errors}

@@ -21,21 +21,17 @@ Concurrency: one SQLite connection guarded by one re-entrant lock; a write is on
 """
 from __future__ import annotations
 
-import json
-import logging
 import sqlite3
-import threading
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Mapping
 
-from devstack.misp import db, search, serialize as ser, store
+from devstack.misp import db, search, store
+from devstack.misp.annotations import Annotations
 from devstack.misp.exceptions import EVENT_EXISTS, MethodNotAllowed, NotFound, SaveFailed
-from devstack.misp.queries import ModelQueries
 from devstack.misp.store import ValidationFailed
-from devstack.misp.validation import as_bool, as_int, is_uuid
+from devstack.misp.transactions import Notifier, locked
+from devstack.misp.validation import as_bool, as_int
 
-Notifier = Callable[[str, dict[str, Any]], None]
-log = logging.getLogger(__name__)
+__all__ = ["MispModels", "Notifier"]
 
 
 def _unwrap(data: Any, key: str) -> dict[str, Any]:
@@ -44,58 +40,14 @@ def _unwrap(data: Any, key: str) -> dict[str, Any]:
     return dict(data) if isinstance(data, Mapping) else {}
 
 
-class MispModels(ModelQueries):
-    """MISP's behaviour over one SQLite database (``":memory:"`` or a file that survives restarts)."""
+class MispModels(Annotations):
+    """MISP's behaviour over one SQLite database (``":memory:"`` or a file that survives restarts).
 
-    def __init__(self, db_path: str = ":memory:", notifier: Notifier | None = None) -> None:
-        super().__init__(db.connect(db_path), threading.RLock())
-        self.notifier = notifier
-        self._pending: list[tuple[str, dict[str, Any]]] | None = None
+    ``MispModels(db_path=":memory:", notifier=None)``; events, attributes and objects here, tags and sightings
+    in :class:`~devstack.misp.annotations.Annotations`, reads in :class:`~devstack.misp.queries.ModelQueries`.
+    """
 
-    # -- plumbing -------------------------------------------------------------------------------------
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._pending = []
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                self._pending = None
-                raise
-            self.conn.execute("COMMIT")
-            pending, self._pending = self._pending, None
-            for topic, payload in pending:
-                self._send(topic, payload)
-
-    def _notify(self, topic: str, build: Callable[[], dict[str, Any]]) -> None:
-        # Payloads are built inside the transaction, right after the write they describe (so a later
-        # delete in the same transaction cannot hide the row), and sent once it commits.
-        if self.notifier is not None and self._pending is not None:
-            self._pending.append((topic, build()))
-
-    def _send(self, topic: str, payload: dict[str, Any]) -> None:
-        try:
-            self.notifier(topic, payload)  # type: ignore[misc]
-        except Exception:  # a notification must never fail the change itself
-            log.exception("notifier failed for %s", topic)
-
-    def _notify_attribute(self, attribute_id: int, action: str) -> None:
-        self._notify("misp_json_attribute", lambda: self.attribute_notification(attribute_id, action))
-
-    def _notify_event(self, event_id: int, action: str) -> None:
-        self._notify("misp_json_event", lambda: self.event_notification(event_id, action))
-
-    def _notify_tag(self, tag: sqlite3.Row, action: str, event_id: int, attribute_id: int | None = None) -> None:
-        self._notify("misp_json_tag", lambda: dict(
-            ser.tag_notification(tag, event_id=event_id, attribute_id=attribute_id), action=action))
-
-    def close(self) -> None:
-        """Close the database."""
-        with self._lock:
-            self.conn.close()
-
+    @locked
     def reset(self) -> None:
         """Dev-only: empty events, attributes, objects, sightings and tags (ids keep counting up)."""
         with self._write() as conn:
@@ -103,6 +55,7 @@ class MispModels(ModelQueries):
                 conn.execute(f"DELETE FROM {table}")
 
     # -- events ---------------------------------------------------------------------------------------
+    @locked
     def add_event(self, data: Any, *, metadata: bool = False) -> dict[str, Any]:
         """``events/add``: the event with its attributes, objects and tags; ``{"Event": ...}``.
 
@@ -159,6 +112,7 @@ class MispModels(ModelQueries):
             self._notify_attribute(attribute_id, "add")
         return object_id
 
+    @locked
     def edit_event(self, ref: str, data: Any, *, metadata: bool = False) -> dict[str, Any]:
         """``events/edit``: change the event's fields, update or add attributes and objects by uuid, add tags."""
         row = self._event_row(ref)
@@ -225,6 +179,7 @@ class MispModels(ModelQueries):
         conn.execute("UPDATE objects SET timestamp = ?, deleted = ? WHERE id = ?",
                      (now, int(as_bool(obj.get("deleted", row["deleted"]))), row["id"]))
 
+    @locked
     def delete_event(self, ref: str) -> str:
         """``events/delete``: remove the event and everything in it; returns its id."""
         row = self._find("events", ref)
@@ -235,6 +190,7 @@ class MispModels(ModelQueries):
             conn.execute("DELETE FROM events WHERE id = ?", (row["id"],))
         return str(row["id"])
 
+    @locked
     def publish_event(self, ref: str) -> str:
         """``events/publish``: set published and ``publish_timestamp``; sends ``misp_json``. Returns the id."""
         row = self._event_row(ref)
@@ -247,6 +203,7 @@ class MispModels(ModelQueries):
         self._notify_event(event_id, "edit")
         self._notify("misp_json", lambda: dict(self.get_event(str(event_id)), action="publish"))
 
+    @locked
     def unpublish_event(self, ref: str) -> str:
         """``events/unpublish``: clear the published flag (the timestamp stays). Returns the id."""
         row = self._event_row(ref)
@@ -256,7 +213,9 @@ class MispModels(ModelQueries):
         return str(row["id"])
 
     # -- attributes -----------------------------------------------------------------------------------
-    def add_attributes(self, event_ref: str, items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    @locked
+    def add_attributes(self, event_ref: str,
+                       items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """``attributes/add``: add each attribute; returns the created rows and the failures by index."""
         event = self._event_row(event_ref)
         now = search.now()
@@ -276,6 +235,7 @@ class MispModels(ModelQueries):
                 self._notify_event(event["id"], "edit")
         return [self.attribute_response(attribute_id) for attribute_id in created], fails
 
+    @locked
     def edit_attribute(self, ref: str, data: Any) -> dict[str, Any]:
         """``attributes/edit``: change the given fields; ``{"Attribute": ...}``."""
         row = self._find("attributes", ref)
@@ -296,6 +256,7 @@ class MispModels(ModelQueries):
             self._notify_event(row["event_id"], "edit")
         return self.attribute_response(row["id"])
 
+    @locked
     def delete_attribute(self, ref: str, *, hard: bool = False) -> None:
         """``attributes/delete``: soft delete (``deleted`` true), or remove the row when ``hard``."""
         row = self._find("attributes", ref)
@@ -313,6 +274,7 @@ class MispModels(ModelQueries):
             self._notify_event(row["event_id"], "edit")
 
     # -- objects --------------------------------------------------------------------------------------
+    @locked
     def add_object(self, event_ref: str, data: Any) -> dict[str, Any]:
         """``objects/add``: the object with its attributes; ``{"Object": ...}``."""
         event = self._find("events", event_ref)
@@ -328,87 +290,3 @@ class MispModels(ModelQueries):
             self._notify_event(event["id"], "edit")
         return self.object_response(object_id, with_event=False)
 
-    # -- tags -----------------------------------------------------------------------------------------
-    def attach_tag(self, uuid: str, name: str, *, local: bool = False) -> str:
-        """``tags/attachTagToObject``: tag the event or attribute with that uuid (the tag is created if new)."""
-        kind, row = self._tag_target(uuid)
-        now = search.now()
-        with self._write() as conn:
-            tag = store.ensure_tag(conn, name)
-            event_id = row["id"] if kind == "Event" else row["event_id"]
-            linked = (store.link_event_tag(conn, row["id"], tag, local) if kind == "Event"
-                      else store.link_attribute_tag(conn, row, tag, local))
-            if not linked:
-                reason = f"{kind} already has the requested tag attached, no changes had to be made."
-                raise SaveFailed("Tags", "attachTagToObject",
-                                 f"Failed to attach 1 tags. Reasons: {json.dumps({'0': reason})}")
-            if not local:
-                if kind == "Attribute":
-                    conn.execute("UPDATE attributes SET timestamp = ? WHERE id = ?", (now, row["id"]))
-                    self._notify_attribute(row["id"], "edit")
-                store.touch_event(conn, event_id, now)
-                self._notify_event(event_id, "edit")
-            self._notify_tag(tag, f"attached to {kind.lower()}", event_id, None if kind == "Event" else row["id"])
-        return f"Successfully attached 1 tags to {kind} ({row['id']})"
-
-    def remove_tag(self, uuid: str, name: str) -> str:
-        """``tags/removeTagFromObject``: untag the event or attribute with that uuid."""
-        tag = self.conn.execute("SELECT * FROM tags WHERE name = ? COLLATE NOCASE", (name,)).fetchone()
-        if tag is None:
-            raise MethodNotAllowed("Invalid Tag.")
-        kind, row = self._tag_target(uuid)
-        table, column = ("event_tags", "event_id") if kind == "Event" else ("attribute_tags", "attribute_id")
-        link = self.conn.execute(f"SELECT * FROM {table} WHERE {column} = ? AND tag_id = ?",
-                                 (row["id"], tag["id"])).fetchone()
-        if link is None:
-            raise MethodNotAllowed(f"Could not remove tag as it is not attached to the target {kind}")
-        now = search.now()
-        with self._write() as conn:
-            conn.execute(f"DELETE FROM {table} WHERE id = ?", (link["id"],))
-            event_id = row["id"] if kind == "Event" else row["event_id"]
-            if not link["local"]:
-                if kind == "Attribute":
-                    conn.execute("UPDATE attributes SET timestamp = ? WHERE id = ?", (now, row["id"]))
-                    self._notify_attribute(row["id"], "edit")
-                store.touch_event(conn, event_id, now)
-                self._notify_event(event_id, "edit")
-            self._notify_tag(tag, f"detached from {kind.lower()}", event_id, None if kind == "Event" else row["id"])
-        return f"Tag {tag['name']}({tag['id']}) successfully removed from {kind}({row['id']})."
-
-    def _tag_target(self, uuid: str) -> tuple[str, sqlite3.Row]:
-        if not is_uuid(uuid):
-            raise MethodNotAllowed("Invalid Target.")
-        for kind, table in (("Event", "events"), ("Attribute", "attributes")):
-            row = self.conn.execute(f"SELECT * FROM {table} WHERE uuid = ? COLLATE NOCASE", (uuid,)).fetchone()
-            if row is not None:
-                return kind, row
-        raise MethodNotAllowed("Invalid Target.")
-
-    # -- sightings ------------------------------------------------------------------------------------
-    def add_sightings(self, *, attribute_ref: str | None = None, values: list[str] | None = None,
-                      sighting_type: int = 0, source: str = "", timestamp: int | None = None) -> dict[str, Any]:
-        """``sightings/add``: sight one attribute (id or uuid) or every attribute with one of ``values``.
-
-        Returns the last sighting row, as ``{"Sighting": {...}}``. Raises :class:`ValueError` with MISP's
-        reason when nothing matched.
-        """
-        if attribute_ref:
-            row = self._find("attributes", attribute_ref)
-            targets = [row] if row is not None and not row["deleted"] else []
-        elif values:
-            targets = self.conn.execute(
-                "SELECT * FROM attributes WHERE deleted = 0 AND (value1 IN (SELECT value FROM json_each(?)) OR "
-                "(value1 || '|' || value2) IN (SELECT value FROM json_each(?)) OR (value2 != '' AND value2 IN "
-                "(SELECT value FROM json_each(?)))) ORDER BY id",
-                (ser.ids_param(values),) * 3).fetchall()
-        else:
-            raise ValueError("No valid attributes found.")
-        if not targets:
-            raise ValueError("No valid attributes found.")
-        when = timestamp if timestamp else search.now()
-        with self._write() as conn:
-            for attr in targets:
-                sighting_id = store.insert_sighting(conn, attr, sighting_type=sighting_type, source=source, when=when)
-                self._notify("misp_json_sighting", lambda: self.sighting_notification(sighting_id))
-        row = self.conn.execute("SELECT * FROM sightings WHERE id = ?", (sighting_id,)).fetchone()
-        return {"Sighting": ser.sighting_raw(row)}

@@ -258,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     publisher = None
     if args.zmq_port is not None:
         publisher = ZmqPublisher(args.host, args.zmq_port, args.zmq_heartbeat)
-        log.warning("zeromq publisher on tcp://%s:%s", args.host, publisher.start())
+        bound = publisher.start()
+        if args.zmq_port == 0:
+            print(f"zeromq publisher on tcp://{args.host}:{bound}", file=sys.stderr, flush=True)
     models = MispModels(args.db, publisher.publish if publisher else None)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -117,7 +117,8 @@ def attribute_errors(attr: dict[str, Any]) -> Errors:
         errors["type"] = ["Options depend on the selected category."]
     category = attr.get("category")
     if category not in _category_types() or (attr_type in types and attr_type not in _category_types()[category]):
-        errors["category"] = ["Options : Payload delivery, Antivirus detection, Payload installation, Files dropped ..."]
+        errors["category"] = ["Options : Payload delivery, Antivirus detection, Payload installation, "
+                              "Files dropped ..."]
     value = attr.get("value")
     if not isinstance(value, str) or value == "":
         errors["value"] = ["Value cannot be empty."]
