@@ -26,7 +26,9 @@ TLS from an ``ssl.SSLContext``, and its request handler (``http.server``-based) 
   next request on a kept-alive connection), because ``http.server`` cannot skip an unread body. Here the
   application always reads the whole body first, so the handler's ``run_wsgi`` is a short one of its own:
   it calls the application and writes status, headers and body at once; the connection stays open unless
-  the client asks to close it.
+  the client asks to close it;
+* TLS handshakes run in each connection's own thread, with a time limit (Werkzeug would run them in
+  ``accept``, where one silent client stalls every other).
 
 No framework sits on the hot path: the WSGI callable reads the environ and answers bytes directly.
 
@@ -62,6 +64,7 @@ log = logging.getLogger("devstack.misp")
 
 ADMIN_KEY_ENV = "DEVSTACK_MISP_ADMIN_KEY"
 READONLY_KEY_ENV = "DEVSTACK_MISP_READONLY_KEY"
+TLS_HANDSHAKE_TIMEOUT = 10.0
 _STATUS = {s.value: f"{s.value} {s.phrase}" for s in http.HTTPStatus}
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -126,14 +129,30 @@ class MispApp:
 
 
 class _Handler(WSGIRequestHandler):
-    """Keep-alive, Nagle off on every accepted socket, one write per response, no access log."""
+    """Keep-alive, Nagle off, the TLS handshake in the connection's thread, one write per response, no access log."""
 
     protocol_version = "HTTP/1.1"
     wbufsize = 64 * 1024
+    server: _Server
 
     def setup(self) -> None:
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.tls_failed = False
+        if self.server.ssl_context is not None:
+            raw = self.request
+            try:
+                raw.settimeout(TLS_HANDSHAKE_TIMEOUT)
+                self.request = self.server.ssl_context.wrap_socket(raw, server_side=True)
+                self.request.settimeout(None)
+                self.server.track(raw, self.request)
+            except (ssl.SSLError, OSError) as exc:
+                log.debug("TLS handshake with %s failed: %s", self.client_address, exc)
+                self.tls_failed = True
         super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def handle(self) -> None:
+        if not self.tls_failed:
+            super().handle()
 
     def run_wsgi(self) -> None:
         """Call the application (which reads the whole body) and send its answer in one buffered write."""
@@ -158,27 +177,41 @@ class _Handler(WSGIRequestHandler):
 
 
 class _Server(ThreadedWSGIServer):
-    """Werkzeug's threaded server, which also remembers its open connections to close them on shutdown."""
+    """Werkzeug's threaded server that leaves TLS to each connection's thread and tracks open connections.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._open: set[socket.socket] = set()
+    Werkzeug would wrap the listening socket, so that ``accept`` (in the one serving thread) runs each TLS
+    handshake: a client that connects and stays silent would stall every other. Here the handler wraps its own
+    socket, with a time limit. The open connections are remembered so that shutdown can end idle keep-alive
+    connections.
+    """
+
+    def __init__(self, host: str, port: int, app: MispApp, *, tls: ssl.SSLContext | None) -> None:
+        self._open: dict[socket.socket, socket.socket] = {}
         self._open_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
+        super().__init__(host, port, app, handler=_Handler)
+        self.ssl_context = tls  # after Werkzeug's set-up, so that it does not wrap the listening socket
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:
-            self._open.add(request)
+            self._open[request] = request
         super().process_request(request, client_address)
+
+    def track(self, accepted: socket.socket, tls: socket.socket) -> None:
+        """Remember the TLS socket that took over an accepted one."""
+        with self._open_lock:
+            self._open[accepted] = tls
 
     def shutdown_request(self, request: Any) -> None:
         with self._open_lock:
-            self._open.discard(request)
+            live = self._open.pop(request, request)
+        if live is not request:
+            live.close()
         super().shutdown_request(request)
 
     def close_connections(self) -> None:
         """Wake the threads that wait on idle keep-alive connections, so that they end."""
         with self._open_lock:
-            sockets = list(self._open)
+            sockets = list(self._open.values())
         for sock in sockets:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -226,7 +259,7 @@ def serve(models: MispModels, host: str = "127.0.0.1", port: int = 0, *, admin_k
     if tls is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(*tls)
-    server = _Server(host, port, MispApp(models, keys), handler=_Handler, ssl_context=context)
+    server = _Server(host, port, MispApp(models, keys), tls=context)
     return RunningServer(server, models, "https" if context else "http")
 
 

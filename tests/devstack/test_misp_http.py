@@ -163,12 +163,12 @@ class TestWire:
             client.sendall(b"GET /servers/getVersion HTTP/1.1\r\nHost: x\r\nAuthorization: " +
                            ADMIN_KEY.encode() + b"\r\n\r\n")
             assert client.recv(12).startswith(b"HTTP/1.1 200")
-            accepted = list(server._server._open)  # the server-side ends of the open connections
+            accepted = list(server._server._open.values())  # the server-side ends of the open connections
             assert accepted and all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in accepted)
 
 
 def test_https_with_generated_certificate(tmp_path: Path) -> None:
-    """With a certificate, the server speaks HTTPS that PyMISP verifies against the CA."""
+    """With a certificate it speaks HTTPS that PyMISP verifies; a silent client does not stall new connections."""
     pki = make_pki(tmp_path, ["service"])
     cert, key = make_server_cert(pki, "misp")
     models = MispModels()
@@ -178,4 +178,8 @@ def test_https_with_generated_certificate(tmp_path: Path) -> None:
         assert misp.add_event({"info": "over tls"})["Event"]["info"] == "over tls"
         with pytest.raises(requests.exceptions.SSLError):
             requests.get(f"{running.url}/servers/getVersion", headers={"Authorization": ADMIN_KEY}, timeout=5)
+        with socket.create_connection((running.host, running.port), timeout=5):  # connects, never says hello
+            fresh = requests.get(f"{running.url}/servers/getVersion", headers={"Authorization": ADMIN_KEY},
+                                 verify=str(pki.ca_cert), timeout=5)  # a new connection, while that one waits
+            assert fresh.status_code == 200
     models.close()
