@@ -10,7 +10,6 @@ The stack's work directory is ``bench/out/work`` (logs, configs, py-spy output),
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -143,7 +142,8 @@ def run_all(bench: BenchStack, counts: Counts, run: Run) -> None:
                     "oversized": size.oversized(misp, client, big, OVERSIZED, counts.oversized_reps),
                     "paging": size.paging(client, big, OVERSIZED)})
                 pids = {"misp server": bench.info["pids"]["misp"], "mosquitto": bench.info["pids"]["broker"]}
-                run.section("profile", lambda: profile.run(client, event_id, service.pid, pids, bench.workdir,
+                loads = profile.bridge_loads(event_id, events.get("1000"))
+                run.section("profile", lambda: profile.run(client, loads, service.pid, pids, bench.workdir,
                                                            split_seconds=counts.profile_split_s,
                                                            sample_seconds=counts.profile_sample_s))
             finally:

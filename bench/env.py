@@ -1,9 +1,9 @@
 """The bench's dev stack: the fabric and the dev MISP server (no service), plus helpers to run services on it.
 
-The stack runs with MISP over HTTPS by default (``BENCH_MISP_TLS=0`` for HTTP): real MISP is served over
-HTTPS, and the original dxlmispservice 0.1.5 only builds ``https://host:port`` URLs, so the peer can run
-beside ours on the same server only then. Direct PyMISP, our service and the peer all use the same server,
-the same scheme and the same CA bundle.
+The stack serves MISP over HTTP by default, as the issue's reference figures were taken; ``BENCH_MISP_TLS=1``
+serves it over HTTPS instead (then every section, the peer included, runs on that one HTTPS server).
+Direct PyMISP and our service always use the same server and scheme; see ``peer.py`` for 0.1.5, which
+speaks HTTPS only.
 
 The bench starts each service it measures itself, from a copy of the stack's service config dir with
 the parts it does not measure switched off (no ZeroMQ forwarding, no feed), so that one measure does not
@@ -39,6 +39,11 @@ class BenchStack:
         self.handle = StackHandle(stack.info_path)
         self.info: dict[str, Any] = self.handle.info
         self._children: list[Child] = []
+
+    @property
+    def misp_db(self) -> Path:
+        """The dev MISP server's SQLite file (where ``devstack.stack.Stack`` puts it)."""
+        return self.workdir / "misp" / "misp.sqlite"
 
     @property
     def tls(self) -> bool:
@@ -100,8 +105,8 @@ class BenchStack:
 
 
 def misp_tls(environ: Mapping[str, str] = os.environ) -> bool:
-    """Whether the bench serves MISP over HTTPS (``BENCH_MISP_TLS``, default on)."""
-    return environ.get("BENCH_MISP_TLS", "1").strip().lower() not in ("0", "false", "no", "off")
+    """Whether the bench serves MISP over HTTPS (``BENCH_MISP_TLS``, default off)."""
+    return environ.get("BENCH_MISP_TLS", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
 @contextmanager

@@ -6,11 +6,12 @@ For each call (legacy ``search``, modern ``get_event``):
    read from ``/proc/PID/stat`` before and after: the service, the dev MISP server, mosquitto, and the
    bench itself (the requester). Divided by the requests answered, this gives CPU milliseconds per request
    for each part: what bounds the throughput on this 2-core machine.
-2. **Sampling.** The same load again under ``py-spy record --nonblocking`` (no pause of the service),
-   collapsed stacks. Each stack is a sample of a busy thread. The report gives the top functions by own
-   time, and the share of samples that pass through each of a few known costs (the ``trust_env`` scan of
-   the environment, JSON encode/decode, TLS, new connections to MISP, PyMISP's object model, logging,
-   dxlclient and paho, the service's own code).
+2. **Sampling.** The same load again under ``py-spy record --nonblocking --gil`` (no pause of the
+   service; only the thread holding the GIL is sampled, so a sample is Python CPU work, not a thread
+   waiting for MISP's answer in ``recv``), collapsed stacks. The report gives the top functions by own
+   time, and each busy sample put in one category (the first that matches, specific costs first: the
+   ``trust_env`` scan, new connections to MISP, logging, JSON, PyMISP's object model, the HTTP exchange,
+   the service's own code, msgpack, dxlclient and paho), so that the shares add up to 100 %.
 
 py-spy comes from ``.venv`` (pinned in requirements.txt); without it, step 2 is skipped and says so.
 
@@ -31,6 +32,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,26 +42,41 @@ from . import dxl
 from .bridge import calls
 
 CONCURRENCY = 16
+RATE = 500
 _LINE = re.compile(r":\d+\)$")
 
-#: (label, substrings: a frame containing any of them counts)
-CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+#: Known costs, (label, substrings): a sample goes to the first cost any of whose substrings is in any of its
+#: frames, wherever in the stack it sits.
+COSTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("requests trust_env scan (proxies, netrc)", ("merge_environment_settings", "get_environ_proxies",
                                                   "should_bypass_proxies", "proxy_bypass", "get_netrc_auth",
                                                   "getproxies")),
-    ("JSON encode", ("json/encoder.py", "dumps (json/")),
-    ("JSON decode", ("json/decoder.py", "loads (json/")),
-    ("TLS (ssl.py)", ("ssl.py",)),
-    ("new connections to MISP", ("_new_conn", "HTTPConnection.connect", "HTTPSConnection.connect")),
-    ("requests + urllib3 + http.client (all)", ("requests/", "urllib3/", "http/client.py")),
-    ("PyMISP object model (mispevent/abstract)", ("pymisp/mispevent.py", "pymisp/abstract.py")),
-    ("PyMISP (all)", ("pymisp/",)),
-    ("dxlclient + paho + msgpack", ("dxlclient/", "msgpack")),
+    ("new connection to MISP (connect, TLS handshake)", ("_new_conn", "HTTPConnection.connect",
+                                                         "HTTPSConnection.connect", "do_handshake",
+                                                         "ssl_wrap_socket", "_validate_conn")),
+    ("closing connections", ("_real_close", "HTTPConnection.close", "SSLSocket.close", "socket.close")),
     ("logging", ("logging/",)),
-    ("redact (API key cut out)", ("redact (",)),
+    ("service: to_json walk over the result (passthrough.to_json)", ("to_json (dxlmispservice/passthrough.py",)),
+    ("service: payload check (legacy.check)", ("check (dxlmispservice/legacy.py",)),
+    ("service: answer JSON encode + redact (handler._encode)", ("RequestHandler._encode",)),
+    ("JSON decode (PyMISP reading MISP's answer)", ("json/decoder.py", "loads (json/")),
+    ("JSON encode, other", ("json/encoder.py", "dumps (json/")),
     ("inspect (signature binding)", ("inspect.py",)),
-    ("service code (dxlmispservice/)", ("dxlmispservice/",)),
+    ("PyMISP object model (mispevent/abstract)", ("pymisp/mispevent.py", "pymisp/abstract.py")),
 )
+#: Layers, (label, substrings): any other sample goes to the layer of its innermost frame that has one.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("HTTP exchange with MISP (requests, urllib3, http.client, ssl)", ("requests/", "urllib3/", "http/client.py",
+                                                                       "ssl.py")),
+    ("PyMISP, other", ("pymisp/",)),
+    ("service code, other (dxlmispservice/)", ("dxlmispservice/",)),
+    ("msgpack (DXL message encoding)", ("msgpack",)),
+    ("dxlclient + paho (DXL messaging, broker socket)", ("dxlclient/", "pahoproxy/")),
+)
+CATEGORIES = COSTS + LAYERS
+#: Leaf frames of a thread that waits rather than works (py-spy cannot always tell).
+WAITING = ("Condition.wait", "Event.wait", "Semaphore.acquire", "Queue.get", "_wait_for_tstate_lock",
+           "select (selectors.py", "Thread.join", "sleep (")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -73,19 +90,38 @@ def _self_cpu() -> float:
     return times.user + times.system
 
 
-def cpu_split(client: DxlClient, topic: str, payload: bytes, check: Any, pids: Mapping[str, int],
-              seconds: float) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Load:
+    """A load to profile under: ``concurrency`` requests kept in flight on ``topic``."""
+
+    name: str
+    topic: str
+    payload: bytes
+    check: Any
+    concurrency: int = CONCURRENCY
+
+
+def bridge_loads(event_id: str, big_event_id: str | None = None) -> list[Load]:
+    """The bridge's two calls at 16 in flight, and get_event of a big event one at a time."""
+    loads = [Load(name, topic, payload, check) for name, (topic, payload, check) in calls(event_id).items()]
+    if big_event_id:
+        topic, payload, check = calls(big_event_id)["get_event"]
+        loads.append(Load("get_event_1000_attributes", topic, payload, check, concurrency=1))
+    return loads
+
+
+def cpu_split(client: DxlClient, load: Load, pids: Mapping[str, int], seconds: float) -> dict[str, Any]:
     """Run the load for ``seconds``; CPU ms per answered request of each process in ``pids`` and the bench."""
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     bench_before = _self_cpu()
-    throughput = dxl.in_flight_for(client, topic, payload, seconds, CONCURRENCY, check=check)
+    throughput = dxl.in_flight_for(client, load.topic, load.payload, seconds, load.concurrency, check=load.check)
     after = {name: cpu_seconds(pid) for name, pid in pids.items()}
     bench_after = _self_cpu()
     answered = max(throughput.requests - throughput.lost, 1)
     per_request = {name: round((after[name] - before[name]) / answered * 1000, 3) for name in pids}
     per_request["bench requester"] = round((bench_after - bench_before) / answered * 1000, 3)
-    return {"requests": throughput.requests, "errors": throughput.errors, "rate": round(throughput.rate, 1),
-            "cpu_ms_per_request": per_request}
+    return {"concurrency": load.concurrency, "requests": throughput.requests, "errors": throughput.errors,
+            "rate": round(throughput.rate, 1), "cpu_ms_per_request": per_request}
 
 
 def py_spy() -> str | None:
@@ -94,22 +130,22 @@ def py_spy() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
-def sample(client: DxlClient, topic: str, payload: bytes, check: Any, pid: int, seconds: float,
-           output: Path) -> dict[str, Any]:
+def sample(client: DxlClient, load: Load, pid: int, seconds: float, output: Path) -> dict[str, Any]:
     """py-spy the service while the load runs; the parsed profile."""
     exe = py_spy()
     if exe is None:
         return {"skipped": "py-spy is not installed (pip install py-spy==0.4.3 into .venv)"}
     output.parent.mkdir(parents=True, exist_ok=True)
-    command = [exe, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250",
-               "--format", "raw", "--output", str(output), "--nonblocking"]
+    command = [exe, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(RATE),
+               "--format", "raw", "--output", str(output), "--nonblocking", "--gil"]
     recorder = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     time.sleep(0.3)  # let py-spy attach
-    load = threading.Thread(target=dxl.in_flight_for, args=(client, topic, payload, seconds + 0.5, CONCURRENCY),
-                            kwargs={"check": check}, daemon=True)
-    load.start()
+    driver = threading.Thread(target=dxl.in_flight_for,
+                              args=(client, load.topic, load.payload, seconds + 0.5, load.concurrency),
+                              kwargs={"check": load.check}, daemon=True)
+    driver.start()
     text, _ = recorder.communicate(timeout=seconds + 30)
-    load.join(seconds + 30)
+    driver.join(seconds + 30)
     if recorder.returncode != 0 or not output.exists():
         return {"skipped": f"py-spy failed ({recorder.returncode}): {text.decode(errors='replace')[-500:]}"}
     parsed = parse_collapsed(output.read_text())
@@ -135,44 +171,60 @@ def frame_name(frame: str) -> str:
     return _LINE.sub(")", frame)
 
 
+def category(frames: list[str]) -> str:
+    """The category of one stack (root first): the first matching cost, else the innermost frame's layer,
+    else ``other``."""
+    for label, needles in COSTS:
+        if any(needle in frame for frame in frames for needle in needles):
+            return label
+    for frame in reversed(frames):
+        for label, needles in LAYERS:
+            if any(needle in frame for needle in needles):
+                return label
+    return "other"
+
+
 def summarize(stacks: list[tuple[list[str], int]], top: int = 15) -> dict[str, Any]:
-    """Samples, share per category, top frames by own and by inclusive samples (percent of all samples)."""
-    total = sum(count for _, count in stacks)
+    """Busy samples (stacks whose leaf waits are left out), the share of each category, and the top frames
+    by own and by inclusive samples; shares are percentages of the busy samples."""
+    busy = [(frames, count) for frames, count in stacks
+            if frames and not any(mark in frames[-1] for mark in WAITING)]
+    total = sum(count for _, count in busy)
+    waiting = sum(count for _, count in stacks) - total
     if total == 0:
-        return {"samples": 0, "categories": {}, "top_self": [], "top_inclusive": []}
+        return {"samples": 0, "waiting_samples": waiting, "categories": {}, "top_self": [], "top_inclusive": []}
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     categories: Counter[str] = Counter()
-    for frames, count in stacks:
-        if frames:
-            own[frame_name(frames[-1])] += count
+    for frames, count in busy:
+        own[frame_name(frames[-1])] += count
         for name in {frame_name(f) for f in frames}:
             inclusive[name] += count
-        for label, needles in CATEGORIES:
-            if any(needle in frame for frame in frames for needle in needles):
-                categories[label] += count
+        categories[category(frames)] += count
 
     def pct(n: int) -> float:
         return round(100.0 * n / total, 1)
 
+    labels = [label for label, _ in CATEGORIES] + ["other"]
     return {
         "samples": total,
-        "categories": {label: pct(categories[label]) for label, _ in CATEGORIES},
+        "waiting_samples": waiting,
+        "categories": {label: pct(categories[label]) for label in labels},
         "top_self": [[name, pct(n)] for name, n in own.most_common(top)],
-        "top_inclusive": [[name, pct(n)] for name, n in inclusive.most_common(top * 2)
-                          if not name.startswith(("Thread.", "_bootstrap", "<module>"))][:top],
+        "top_inclusive": [[name, pct(n)] for name, n in inclusive.most_common(top * 3)
+                          if not name.startswith(("Thread.", "_bootstrap", "<module>", "_WorkerThread",
+                                                  "ThreadPool", "_worker"))][:top],
     }
 
 
-def run(client: DxlClient, event_id: str, service_pid: int, pids: Mapping[str, int], out_dir: Path, *,
+def run(client: DxlClient, loads: list[Load], service_pid: int, pids: Mapping[str, int], out_dir: Path, *,
         split_seconds: float, sample_seconds: float) -> dict[str, Any]:
-    """CPU split and py-spy profile for each call, under 16 in flight."""
+    """CPU split and py-spy profile of the service under each load."""
     out: dict[str, Any] = {}
-    for name, (topic, payload, check) in calls(event_id).items():
-        figures = cpu_split(client, topic, payload, check, {"service": service_pid, **pids}, split_seconds)
-        figures.update(sample(client, topic, payload, check, service_pid, sample_seconds,
-                              out_dir / f"profile-{name}.txt"))
-        out[name] = figures
+    for load in loads:
+        figures = cpu_split(client, load, {"service": service_pid, **pids}, split_seconds)
+        figures.update(sample(client, load, service_pid, sample_seconds, out_dir / f"profile-{load.name}.txt"))
+        out[load.name] = figures
     return out
 
 
@@ -181,13 +233,14 @@ def markdown(profile: Mapping[str, Any]) -> str:
     lines = []
     for name, figures in profile.items():
         cpu = ", ".join(f"{part} {ms:.2f}" for part, ms in figures.get("cpu_ms_per_request", {}).items())
-        lines.append(f"**{name} at {CONCURRENCY} in flight**: {figures.get('rate', 0):.0f}/s; "
+        lines.append(f"**{name} at {figures.get('concurrency')} in flight**: {figures.get('rate', 0):.0f}/s; "
                      f"CPU ms per request: {cpu}")
         if "skipped" in figures:
             lines.append(f"- profile skipped: {figures['skipped']}")
             continue
-        lines.append(f"- service samples: {figures['samples']}; share of busy samples through:")
-        for label, share in figures["categories"].items():
-            lines.append(f"  - {label}: {share}%")
+        lines.append(f"- service: {figures['samples']} busy samples; where they went:")
+        for label, share in sorted(figures["categories"].items(), key=lambda item: -item[1]):
+            if share:
+                lines.append(f"  - {label}: {share}%")
         lines.append("- top own time: " + "; ".join(f"{frame} {share}%" for frame, share in figures["top_self"][:8]))
     return "\n".join(lines) + "\n"

@@ -75,8 +75,8 @@ def target_values(figures: Mapping[str, Any]) -> dict[str, float | None]:
         "feed_duplicates": dig(figures, "feed", "duplicates"),
         "feed_lost": dig(figures, "feed", "lost"),
         "start_s": dig(figures, "start", "median_s"),
-        "peer_legacy_search_ratio": ratio(dig(figures, "bridge", "search", "sequential", "p50_ms"),
-                                          dig(figures, "peer", "search", "sequential", "p50_ms")),
+        "peer_legacy_search_ratio": ratio(dig(figures, "peer", "ours", "search", "sequential", "p50_ms"),
+                                          dig(figures, "peer", "orig", "search", "sequential", "p50_ms")),
     }
 
 
@@ -198,13 +198,17 @@ def _other_rows(figures: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
                     f"duplicates {feed['duplicates']}, lost {feed['lost']}", ""))
     peer = figures.get("peer")
     if peer:
-        ours = dig(figures, "bridge", "search")
-        out.append((f"Peer: dxlmispservice {peer.get('version')} legacy search, sequential", ms(dig(ours, "sequential")),
-                    f"orig {ms(dig(peer, 'search', 'sequential'))}",
-                    times(ratio(dig(ours, "sequential", "p50_ms"), dig(peer, "search", "sequential", "p50_ms")))))
-        out.append(("Peer: legacy search at 16 requesters", rate(dig(ours, "throughput", "16")),
-                    f"orig {rate(dig(peer, 'search', 'throughput', '16'))}",
-                    times(ratio(dig(ours, "throughput", "16", "rate"), dig(peer, "search", "throughput", "16", "rate")))))
+        for call in CALLS:
+            ours, orig = dig(peer, "ours", call), dig(peer, "orig", call)
+            if not ours or not orig:
+                continue
+            out.append((f"Peer ({peer.get('misp_url', '').split(':')[0]} MISP): {call} sequential, ours vs "
+                        f"dxlmispservice {peer.get('version')}", ms(ours.get("sequential")),
+                        f"orig {ms(orig.get('sequential'))}",
+                        times(ratio(dig(ours, "sequential", "p50_ms"), dig(orig, "sequential", "p50_ms")))))
+            out.append((f"Peer: {call} at 16 requesters, ours vs orig", rate(dig(ours, "throughput", "16")),
+                        f"orig {rate(dig(orig, 'throughput', '16'))}",
+                        times(ratio(dig(ours, "throughput", "16", "rate"), dig(orig, "throughput", "16", "rate")))))
     start = figures.get("start")
     if start:
         out.append(("Start: spawn to registered and answering (median)", f"{start['median_s']:.2f} s",
