@@ -140,6 +140,12 @@ class MispResponses:
         return Reply({"name": "Publish", "message": "Event published without alerts",
                       "url": f"/events/alert/{event_id}", "id": event_id})
 
+    def event_alert(self, call: Call) -> Reply:
+        """``events/alert``: publish, answered as MISP does once its alert e-mails went out (none do here)."""
+        event_id = self.models.publish_event(call.args[0])
+        return Reply({"name": "Alert", "message": "Email sent to all participants.",
+                      "url": f"/events/alert/{event_id}", "id": event_id})
+
     def event_unpublish(self, call: Call) -> Reply:
         self.models.unpublish_event(call.args[0])
         return Reply(save_success("Events", "unpublish", call.args[0], "Event unpublished."))

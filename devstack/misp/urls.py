@@ -70,6 +70,7 @@ ROUTES: tuple[Route, ...] = (
     _r("POST DELETE", "events/delete/{ref}", "event_delete", True),
     _r("DELETE", "events/{ref}", "event_delete", True),
     _r("POST", "events/publish/{ref}", "event_publish", True),
+    _r("POST", "events/alert/{ref}", "event_alert", True),
     _r("POST", "events/unpublish/{ref}", "event_unpublish", True),
     _r("GET POST", "events/index", "event_index"),
     _r("GET", "events", "event_index"),

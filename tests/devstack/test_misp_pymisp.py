@@ -81,7 +81,7 @@ class TestConnect:
 
 class TestEvents:
     def test_lifecycle(self, misp: PyMISP) -> None:
-        """add, exists (HEAD), view by id and uuid, edit, publish, unpublish, delete."""
+        """add, exists (HEAD), view by id and uuid, edit, publish, unpublish, publish with alert, delete."""
         event = new_event(misp, Attribute=[{"type": "ip-src", "value": "192.0.2.1"}])
         assert misp.event_exists(event.id) and misp.event_exists(event.uuid) and not misp.event_exists(987654)
         assert misp.get_event(event.uuid, pythonify=True).id == event.id
@@ -90,6 +90,8 @@ class TestEvents:
         assert misp.publish(event)["message"] == "Event published without alerts"
         assert misp.get_event(event.id, pythonify=True).published is True
         assert misp.unpublish(event.id)["message"] == "Event unpublished."
+        assert misp.publish(event.uuid, alert=True)["name"] == "Alert"
+        assert misp.get_event(event.id, pythonify=True).published is True
         assert misp.delete_event(event.id)["message"] == "Event deleted."
         status, body = refused(misp.get_event(event.id))
         assert (status, body["name"], body["url"]) == (404, "Invalid event", f"/events/view/{event.id}")
@@ -233,6 +235,7 @@ class TestReadOnly:
         attempts = [
             readonly.add_event({"info": "no"}), readonly.update_event({"info": "no"}, event.id),
             readonly.delete_event(event.id), readonly.publish(event.id), readonly.unpublish(event.id),
+            readonly.publish(event.id, alert=True),
             readonly.add_attribute(event.id, {"type": "comment", "value": "no"}),
             readonly.update_attribute({"comment": "no"}, event.attributes[0].id),
             readonly.delete_attribute(event.attributes[0].id), readonly.tag(event.uuid, "no"),
