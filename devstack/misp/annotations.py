@@ -18,6 +18,11 @@ from devstack.misp.transactions import Transactions, locked
 from devstack.misp.validation import is_uuid
 
 
+def _attach_failed(reason: str) -> SaveFailed:
+    """MISP's answer when no tag could be attached: the reasons by index, JSON-encoded."""
+    return SaveFailed("Tags", "attachTagToObject", f"Failed to attach 1 tags. Reasons: {json.dumps({'0': reason})}")
+
+
 class Annotations(Transactions):
     """Tag and sighting actions over the models' database."""
 
@@ -27,8 +32,7 @@ class Annotations(Transactions):
         """``tags/attachTagToObject``: tag the event or attribute with that uuid (the tag is created if new)."""
         kind, row = self._tag_target(uuid)
         if name.isdigit() and self._tag_row(name) is None:
-            raise SaveFailed("Tags", "attachTagToObject", f"Failed to attach 1 tags. Reasons: "
-                                                          f"{json.dumps({'0': 'Invalid Tag.'})}")
+            raise _attach_failed("Invalid Tag.")
         now = search.now()
         with self._write() as conn:
             tag = self._tag_row(name) if name.isdigit() else store.ensure_tag(conn, name)
@@ -36,15 +40,9 @@ class Annotations(Transactions):
             linked = (store.link_event_tag(conn, row["id"], tag, local) if kind == "Event"
                       else store.link_attribute_tag(conn, row, tag, local))
             if not linked:
-                reason = f"{kind} already has the requested tag attached, no changes had to be made."
-                raise SaveFailed("Tags", "attachTagToObject",
-                                 f"Failed to attach 1 tags. Reasons: {json.dumps({'0': reason})}")
+                raise _attach_failed(f"{kind} already has the requested tag attached, no changes had to be made.")
             if not local:
-                if kind == "Attribute":
-                    conn.execute("UPDATE attributes SET timestamp = ? WHERE id = ?", (now, row["id"]))
-                    self._notify_attribute(row["id"], "edit")
-                store.touch_event(conn, event_id, now)
-                self._notify_event(event_id, "edit")
+                self._global_tag_changed(conn, kind, row, event_id, now)
             self._notify_tag(tag, f"attached to {kind.lower()}", event_id, None if kind == "Event" else row["id"])
         return f"Successfully attached 1 tags to {kind} ({row['id']})"
 
@@ -65,13 +63,18 @@ class Annotations(Transactions):
             conn.execute(f"DELETE FROM {table} WHERE id = ?", (link["id"],))
             event_id = row["id"] if kind == "Event" else row["event_id"]
             if not link["local"]:
-                if kind == "Attribute":
-                    conn.execute("UPDATE attributes SET timestamp = ? WHERE id = ?", (now, row["id"]))
-                    self._notify_attribute(row["id"], "edit")
-                store.touch_event(conn, event_id, now)
-                self._notify_event(event_id, "edit")
+                self._global_tag_changed(conn, kind, row, event_id, now)
             self._notify_tag(tag, f"detached from {kind.lower()}", event_id, None if kind == "Event" else row["id"])
         return f"Tag {tag['name']}({tag['id']}) successfully removed from {kind}({row['id']})."
+
+    def _global_tag_changed(self, conn: sqlite3.Connection, kind: str, row: sqlite3.Row, event_id: int,
+                            now: int) -> None:
+        # A global tag is a change of the tagged attribute (its timestamp) and of its event (unpublished).
+        if kind == "Attribute":
+            conn.execute("UPDATE attributes SET timestamp = ? WHERE id = ?", (now, row["id"]))
+            self._notify_attribute(row["id"], "edit")
+        store.touch_event(conn, event_id, now)
+        self._notify_event(event_id, "edit")
 
     def _tag_row(self, name: str) -> sqlite3.Row | None:
         # MISP reads a numeric tag as a tag id, anything else as a name (case-insensitive).
@@ -101,9 +104,9 @@ class Annotations(Transactions):
             targets = [row] if row is not None and not row["deleted"] else []
         elif values:
             targets = self.conn.execute(
-                "SELECT * FROM attributes WHERE deleted = 0 AND (value1 IN (SELECT value FROM json_each(?)) OR "
-                "(value1 || '|' || value2) IN (SELECT value FROM json_each(?)) OR (value2 != '' AND value2 IN "
-                "(SELECT value FROM json_each(?)))) ORDER BY id",
+                "SELECT * FROM attributes WHERE deleted = 0 AND (value1 COLLATE NOCASE IN (SELECT value FROM "
+                "json_each(?)) OR (value1 || '|' || value2) COLLATE NOCASE IN (SELECT value FROM json_each(?)) OR "
+                "(value2 != '' AND value2 COLLATE NOCASE IN (SELECT value FROM json_each(?)))) ORDER BY id",
                 (ser.ids_param(values),) * 3).fetchall()
         else:
             raise ValueError("No valid attributes found.")

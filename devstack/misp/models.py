@@ -71,8 +71,8 @@ class MispModels(Annotations):
         with self._write() as conn:
             try:
                 event_id = store.insert_event(conn, event, now)
-            except (ValidationFailed, sqlite3.IntegrityError) as failed:
-                raise SaveFailed("Events", "add", getattr(failed, "errors", {"Event": {"uuid": [str(failed)]}}))
+            except ValidationFailed as failed:
+                raise SaveFailed("Events", "add", failed.errors)
             self._notify_event(event_id, "add")
             self._add_children(conn, event_id, event, now, errors)
             if as_bool(event.get("published")):
@@ -150,20 +150,18 @@ class MispModels(Annotations):
                     self._notify_attribute(existing["id"], "edit")
                 except ValidationFailed as failed:
                     errors.setdefault("Attribute", {})[existing["uuid"]] = failed.errors
-        new_objects = [obj for obj in event.get("Object") or [] if not (
-            _unwrap(obj, "Object").get("uuid") and conn.execute(
-                "SELECT 1 FROM objects WHERE uuid = ?", (_unwrap(obj, "Object")["uuid"],)).fetchone())]
-        for obj in event.get("Object") or []:
-            self._edit_object_attributes(conn, event_id, _unwrap(obj, "Object"), now, errors)
+        new_objects = [obj for obj in event.get("Object") or []
+                       if not self._edit_object(conn, event_id, _unwrap(obj, "Object"), now, errors)]
         self._add_children(conn, event_id, {"Attribute": new_attributes, "Object": new_objects,
                                             "Tag": event.get("Tag")}, now, errors)
 
-    def _edit_object_attributes(self, conn: sqlite3.Connection, event_id: int, obj: Mapping[str, Any], now: int,
-                                errors: dict[str, Any]) -> None:
+    def _edit_object(self, conn: sqlite3.Connection, event_id: int, obj: Mapping[str, Any], now: int,
+                     errors: dict[str, Any]) -> bool:
+        """Update a known object of the event (its attributes by uuid); False when the event has no such object."""
         row = conn.execute("SELECT * FROM objects WHERE uuid = ? AND event_id = ?",
                            (obj.get("uuid"), event_id)).fetchone() if obj.get("uuid") else None
         if row is None:
-            return
+            return False
         for attr in obj.get("Attribute") or []:
             existing = conn.execute("SELECT * FROM attributes WHERE uuid = ? AND object_id = ?",
                                     (attr.get("uuid"), row["id"])).fetchone() if attr.get("uuid") else None
@@ -178,6 +176,7 @@ class MispModels(Annotations):
                 errors.setdefault("Object", {}).setdefault(row["uuid"], []).append(failed.errors)
         conn.execute("UPDATE objects SET timestamp = ?, deleted = ? WHERE id = ?",
                      (now, int(as_bool(obj.get("deleted", row["deleted"]))), row["id"]))
+        return True
 
     @locked
     def delete_event(self, ref: str) -> str:

@@ -216,10 +216,10 @@ class TestTagsSightingsObjects:
         assert "successfully removed" in models.remove_tag(event["uuid"], "TLP:NONE")
 
     def test_sightings_by_value_id_and_uuid(self, models: MispModels) -> None:
-        """Sightings land by value (every match), by attribute id and by uuid; nothing matched is refused."""
+        """Sightings land by value (every match, any case), by attribute id and by uuid; no match is refused."""
         one = new_event(models, Attribute=[{"type": "domain", "value": "seen.example"}])
         two = new_event(models, Attribute=[{"type": "hostname", "value": "seen.example"}])
-        models.add_sightings(values=["seen.example"], source="by value")
+        models.add_sightings(values=["SEEN.Example"], source="by value")
         models.add_sightings(attribute_ref=one["Attribute"][0]["id"], sighting_type=1)
         last = models.add_sightings(attribute_ref=two["Attribute"][0]["uuid"])["Sighting"]
         assert last["attribute_id"] == two["Attribute"][0]["id"] and last["type"] == "0"
