@@ -122,6 +122,8 @@ def decode_payload(payload: bytes | str | None) -> dict[str, Any]:
         value = json.loads(text)
     except ValueError as exc:
         raise InvalidPayload(f"the payload is not valid JSON ({exc}); send a JSON object") from None
+    except RecursionError:  # valid JSON, but nested deeper than Python's decoder goes
+        raise InvalidPayload("the payload is nested too deeply to decode; send a flatter JSON object") from None
     if not isinstance(value, dict):
         raise InvalidPayload(f"the payload must be a JSON object, not {_json_kind(value)}")
     return value
