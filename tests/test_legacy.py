@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import secrets
 import uuid as uuidlib
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 from pymisp import MISPAttribute, MISPEvent, MISPSighting, PyMISP
 
+from devstack.misp.models import MispModels
+from devstack.misp.server import serve
 from dxlmispservice import legacy
-from dxlmispservice.errors import InvalidArguments
+from dxlmispservice.errors import InvalidArguments, MispRefused
+from dxlmispservice.misp import MispClient
 from dxlmispservice.passthrough import to_json
+from dxlmispservice.settings import Settings
 
 
 class FakePyMISP:
@@ -476,3 +481,128 @@ def test_basic_update_event_flow_has_the_seed_shapes(client: FakeClient) -> None
     assert attribute["uuid"] == uuid
     assert attribute["Tag"][0]["name"] == "Tagged by the OpenDXL MISP update event example"
     assert attribute["Sighting"][0]["source"] == "Seen by the OpenDXL MISP update event example"
+
+
+# --- against real PyMISP and the dev MISP server -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def real() -> Iterator[MispClient]:
+    """The real MispClient (real PyMISP) on the dev MISP server, served in-process on a free port."""
+    key = secrets.token_hex(20)
+    with serve(MispModels(), admin_key=key) as server:
+        yield MispClient(Settings(misp_url=server.url, api_key=key))
+
+
+class TestOnRealPyMISP:
+    """Each legacy name through the real MispClient and PyMISP, over HTTP to the in-process dev MISP server."""
+
+    @staticmethod
+    def event(real: Any, info: str = "OpenDXL MISP update event example") -> str:
+        answer = legacy.new_event(real, {"distribution": 3, "info": info, "analysis": 1, "threat_level_id": 3})
+        return str(answer["Event"]["id"])
+
+    @staticmethod
+    def comment(real: Any, event_id: str) -> str:
+        answer = legacy.add_internal_comment(real, {"event": event_id, "reference": "Added by the example",
+                                                    "comment": "This is only a test"})
+        return str(answer[0]["Attribute"]["uuid"])
+
+    @staticmethod
+    def stored_attribute(real: Any, event_id: str) -> dict[str, Any]:
+        return legacy.get_event(real, {"event_id": event_id})["Event"]["Attribute"][0]
+
+    def test_new_event(self, real: Any) -> None:
+        """new_event stores the event and answers {"Event": ...} with its id and fields."""
+        answer = legacy.new_event(real, {"distribution": 3, "info": "real new", "analysis": 1, "threat_level_id": 3})
+        assert set(answer) == {"Event"}
+        assert (answer["Event"]["info"], str(answer["Event"]["threat_level_id"])) == ("real new", "3")
+        assert legacy.get_event(real, {"event_id": answer["Event"]["id"]})["Event"]["info"] == "real new"
+
+    def test_add_internal_comment(self, real: Any) -> None:
+        """add_internal_comment answers a list of one {"Attribute": ...}, a stored comment attribute."""
+        event_id = self.event(real)
+        answer = legacy.add_internal_comment(real, {"event": event_id, "reference": "ref", "comment": "c"})
+        assert len(answer) == 1 and set(answer[0]) == {"Attribute"}
+        stored = self.stored_attribute(real, event_id)
+        assert (stored["type"], stored["category"], stored["value"], stored["comment"]) == \
+            ("comment", "Internal reference", "ref", "c")
+        assert stored["uuid"] == answer[0]["Attribute"]["uuid"]
+
+    def test_add_named_attribute(self, real: Any) -> None:
+        """add_named_attribute with two values stores both and answers one MISP answer in a list."""
+        event_id = self.event(real)
+        answer = legacy.add_named_attribute(real, {"event": event_id, "type_value": "ip-dst",
+                                                   "value": ["10.1.1.1", "10.1.1.2"]})
+        assert len(answer) == 1 and sorted(a["value"] for a in answer[0]["Attribute"]) == ["10.1.1.1", "10.1.1.2"]
+        stored = legacy.get_event(real, {"event_id": event_id})["Event"]["Attribute"]
+        assert sorted(a["value"] for a in stored) == ["10.1.1.1", "10.1.1.2"]
+
+    def test_tag(self, real: Any) -> None:
+        """tag answers exactly {"name", "message", "url"} and the attribute carries the tag."""
+        event_id = self.event(real)
+        uuid = self.comment(real, event_id)
+        answer = legacy.tag(real, {"uuid": uuid, "tag": "Tagged by the example"})
+        assert set(answer) == {"name", "message", "url"} and answer["url"] == "/tags/attachTagToObject"
+        assert [t["name"] for t in self.stored_attribute(real, event_id)["Tag"]] == ["Tagged by the example"]
+
+    def test_untag(self, real: Any) -> None:
+        """untag answers {"name", "message", "url"} and the tag is gone."""
+        event_id = self.event(real)
+        uuid = self.comment(real, event_id)
+        legacy.tag(real, {"uuid": uuid, "tag": "to remove"})
+        answer = legacy.untag(real, {"uuid": uuid, "tag": "to remove"})
+        assert set(answer) == {"name", "message", "url"} and answer["url"] == "/tags/removeTagFromObject"
+        assert self.stored_attribute(real, event_id).get("Tag", []) == []
+
+    def test_sighting(self, real: Any) -> None:
+        """sighting answers the 2.4 message and the attribute carries the sighting."""
+        event_id = self.event(real)
+        uuid = self.comment(real, event_id)
+        answer = legacy.sighting(real, {"uuid": uuid, "type": "0", "source": "Seen by the example"})
+        assert answer == {"message": "Sighting added.", "name": "1 sighting successfully added.",
+                          "url": f"/sightings/add/{uuid}"}
+        assert [s["source"] for s in self.stored_attribute(real, event_id)["Sighting"]] == ["Seen by the example"]
+
+    def test_search(self, real: Any) -> None:
+        """The seed's flow: search {eventid} answers {"response": [{"Event": {"Attribute": [{Sighting, Tag}]}}]},
+        and the attributes controller answers {"response": {"Attribute": [...]}}."""
+        event_id = self.event(real)
+        uuid = self.comment(real, event_id)
+        legacy.tag(real, {"uuid": uuid, "tag": "Tagged by the OpenDXL MISP update event example"})
+        legacy.sighting(real, {"uuid": uuid, "type": "0", "source": "Seen by the OpenDXL MISP update event example"})
+        answer = legacy.search(real, {"eventid": event_id})
+        assert set(answer) == {"response"} and [e["Event"]["id"] for e in answer["response"]] == [event_id]
+        attribute = answer["response"][0]["Event"]["Attribute"][0]
+        assert attribute["uuid"] == uuid
+        assert [t["name"] for t in attribute["Tag"]] == ["Tagged by the OpenDXL MISP update event example"]
+        assert [s["source"] for s in attribute["Sighting"]] == ["Seen by the OpenDXL MISP update event example"]
+        attributes = legacy.search(real, {"controller": "attributes", "eventid": event_id})
+        assert [a["uuid"] for a in attributes["response"]["Attribute"]] == [uuid]
+
+    def test_get_event(self, real: Any) -> None:
+        """get_event answers {"Event": ...} for the id; an unknown id is MISP's refusal."""
+        event_id = self.event(real, "to get")
+        assert legacy.get_event(real, {"event_id": event_id})["Event"]["info"] == "to get"
+        with pytest.raises(MispRefused):
+            legacy.get_event(real, {"event_id": 987654})
+
+    def test_update_event(self, real: Any) -> None:
+        """update_event posts the new fields and answers the updated {"Event": ...}."""
+        event_id = self.event(real, "before")
+        answer = legacy.update_event(real, {"event_id": event_id, "event": {"Event": {"info": "after"}}})
+        assert answer["Event"]["info"] == "after"
+        assert legacy.get_event(real, {"event_id": event_id})["Event"]["info"] == "after"
+
+    def test_delete_event(self, real: Any) -> None:
+        """delete_event answers MISP's message and the event is gone."""
+        event_id = self.event(real, "to delete")
+        answer = legacy.delete_event(real, {"event_id": event_id})
+        assert answer["message"] == "Event deleted."
+        with pytest.raises(MispRefused):
+            legacy.get_event(real, {"event_id": event_id})
+
+    def test_publish(self, real: Any) -> None:
+        """publish answers MISP's message and the event is published."""
+        event_id = self.event(real, "to publish")
+        answer = legacy.publish(real, {"event": event_id})
+        assert isinstance(answer, dict) and "message" in answer
+        assert legacy.get_event(real, {"event_id": event_id})["Event"]["published"] is True

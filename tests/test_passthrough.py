@@ -3,16 +3,21 @@ signature, JSON entities in, MISP's JSON out."""
 from __future__ import annotations
 
 import inspect
+import secrets
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import Any, Iterator
 from uuid import UUID
 
 import pytest
 from pymisp import MISPAttribute, MISPEvent, MISPNote, MISPObject, MISPSighting, MISPTag, PyMISP
 from pymisp.exceptions import MISPServerError, PyMISPError
 
+from devstack.misp.models import MispModels
+from devstack.misp.server import serve
 from dxlmispservice import passthrough
-from dxlmispservice.errors import InternalError, InvalidArguments
+from dxlmispservice.errors import InternalError, InvalidArguments, MispRefused
+from dxlmispservice.misp import MispClient
+from dxlmispservice.settings import Settings
 
 
 class RecordingPyMISP:
@@ -342,3 +347,34 @@ def test_server_errors_are_left_to_the_client_mapping() -> None:
     client = FakeClient(RecordingPyMISP({"get_event": MISPServerError("Error code 500")}))
     with pytest.raises(MISPServerError):
         passthrough.build_handler("get_event")(client, {"event": 1})
+
+
+# --- against real PyMISP and the dev MISP server -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def real() -> Iterator[MispClient]:
+    """The real MispClient (real PyMISP) on the dev MISP server, served in-process on a free port."""
+    key = secrets.token_hex(20)
+    with serve(MispModels(), admin_key=key) as server:
+        yield MispClient(Settings(misp_url=server.url, api_key=key))
+
+
+def test_real_add_event_attribute_and_sighting(real: MispClient) -> None:
+    """Modern names over real PyMISP: JSON entities in, MISP's JSON out, and the data is stored."""
+    event = passthrough.build_handler("add_event")(real, {"event": {"Event": {"info": "modern", "distribution": 0}}})
+    assert event["Event"]["info"] == "modern"
+    attribute = passthrough.build_handler("add_attribute")(real, {
+        "event": event["Event"], "attribute": {"type": "domain", "value": "example.org"}})
+    assert attribute["Attribute"]["value"] == "example.org"
+    sighting = passthrough.build_handler("add_sighting")(real, {
+        "sighting": {"source": "modern", "type": "0"}, "attribute": attribute["Attribute"]})
+    assert isinstance(sighting, dict)
+    stored = passthrough.build_handler("get_event")(real, {"event": event["Event"]["id"]})
+    assert [a["value"] for a in stored["Event"]["Attribute"]] == ["example.org"]
+    assert [s["source"] for s in stored["Event"]["Attribute"][0]["Sighting"]] == ["modern"]
+
+
+def test_real_refusal_is_misp_refused(real: MispClient) -> None:
+    """A modern call MISP refuses (an unknown event) raises MispRefused with MISP's own body."""
+    with pytest.raises(MispRefused) as raised:
+        passthrough.build_handler("get_event")(real, {"event": 987654})
+    assert raised.value.status == 404 and isinstance(raised.value.payload, dict)
