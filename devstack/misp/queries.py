@@ -115,8 +115,7 @@ class ModelQueries:
         with self._lock:
             rows = self.conn.execute(sql, query.params).fetchall()
             return ser.build_events(self.conn, rows, metadata=as_bool(filters.get("metadata")),
-                                    deleted=attribute_where is not None, attribute_where=attribute_where,
-                                    with_sightings=True)
+                                    attribute_where=attribute_where)
 
     def search_attributes(self, filters: Mapping[str, Any]) -> dict[str, Any]:
         """``attributes/restSearch`` (json): ``{"Attribute": [...]}``, each with its Event (and Object)."""

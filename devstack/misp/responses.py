@@ -13,6 +13,12 @@ attributes: ``{"Attribute": [...]}``); actions answer ``saveSuccessResponse``'s
 
 restSearch serves ``returnFormat`` json only (``download``, the old alias, too); any other format is a 400
 that says so.
+
+Not supported (a route the table lacks is a loud 404; a parameter listed here is ignored): proposals
+(``shadow_attributes/*``), galaxies, event reports, object references, sharing groups, correlations
+(``RelatedEvent`` stays empty), e-mail (``events/alert`` only publishes), ``events/view``'s ``extended``,
+``breakOnDuplicate``, tag and user administration. The restSearch filters are listed in
+:mod:`devstack.misp.search`.
 """
 from __future__ import annotations
 

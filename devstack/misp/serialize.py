@@ -158,8 +158,8 @@ def build_events(conn: sqlite3.Connection, rows: Sequence[Row], *, metadata: boo
     """Full ``{"Event": {...}}`` documents for event rows, in the rows' order.
 
     ``metadata`` leaves out attributes and objects; ``deleted`` includes soft-deleted ones;
-    ``attribute_where`` (SQL on alias ``a``) keeps only the attributes a search matched, and the objects
-    that hold one of them.
+    ``attribute_where`` (SQL on alias ``a``, its own ``deleted`` condition included) keeps only the
+    attributes a search matched, and the objects that hold one of them.
     """
     if not rows:
         return []
@@ -170,11 +170,11 @@ def build_events(conn: sqlite3.Connection, rows: Sequence[Row], *, metadata: boo
     objects_by_event: dict[int, list[dict[str, Any]]] = defaultdict(list)
     if not metadata:
         where, params = ["a.event_id IN (SELECT value FROM json_each(?))"], [ids_param(event_ids)]
-        if not deleted:
-            where.append("a.deleted = 0")
         if attribute_where:
             where.append(attribute_where[0])
             params.extend(attribute_where[1])
+        elif not deleted:
+            where.append("a.deleted = 0")
         attrs = conn.execute(f"SELECT a.* FROM attributes a WHERE {' AND '.join(where)} ORDER BY a.id",
                              params).fetchall()
         tags, sightings = attribute_children(conn, attrs, with_sightings=with_sightings)
