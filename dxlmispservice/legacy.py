@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from .misp import MispClient
 
 _UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.IGNORECASE)
+_DIGITS = re.compile(r"^[0-9]+$")
 _WRAPPERS = ("Event", "Attribute", "Object", "ShadowAttribute")
 
 
@@ -56,7 +57,7 @@ def _as_text(v: Any) -> tuple[bool, Any]:
 def _as_int(v: Any) -> tuple[bool, Any]:
     if isinstance(v, int) and not isinstance(v, bool):
         return True, v
-    if isinstance(v, str) and v.strip().isdigit():
+    if isinstance(v, str) and _DIGITS.match(v.strip()):
         return True, int(v)
     return False, v
 
@@ -84,7 +85,7 @@ def _as_ref(v: Any) -> tuple[bool, Any]:
         v = inner.get("id") if inner.get("id") not in (None, "") else inner.get("uuid")
     if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
         return True, v
-    if isinstance(v, str) and (v.isdigit() or _UUID.match(v)):
+    if isinstance(v, str) and (_DIGITS.match(v) or _UUID.match(v)):
         return True, v
     return False, v
 
@@ -95,12 +96,14 @@ def _as_uuid(v: Any) -> tuple[bool, Any]:
     return isinstance(v, str) and bool(_UUID.match(v)), v
 
 
+def _as_scalar(v: Any) -> tuple[bool, Any]:
+    return isinstance(v, (str, int, float)) and not isinstance(v, bool), v
+
+
 def _as_value(v: Any) -> tuple[bool, Any]:
-    def scalar(x: Any) -> bool:
-        return isinstance(x, (str, int, float)) and not isinstance(x, bool)
     if isinstance(v, list):
-        return bool(v) and all(scalar(x) for x in v), v
-    return scalar(v), v
+        return bool(v) and all(_as_scalar(x)[0] for x in v), v
+    return _as_scalar(v)
 
 
 def _as_terms(v: Any) -> tuple[bool, Any]:
@@ -116,10 +119,6 @@ def _as_tag(v: Any) -> tuple[bool, Any]:
         inner = v["Tag"] if len(v) == 1 and isinstance(v.get("Tag"), dict) else v
         v = inner.get("name")
     return isinstance(v, str) and bool(v.strip()), v
-
-
-def _as_scalar(v: Any) -> tuple[bool, Any]:
-    return isinstance(v, (str, int, float)) and not isinstance(v, bool), v
 
 
 def _as_sighting_type(v: Any) -> tuple[bool, Any]:
@@ -297,6 +296,8 @@ def _add_attributes(api_name: str, misp: MispClient, event: Any, type_value: str
         attribute = MISPAttribute()
         try:
             attribute.from_dict(type=type_value, value=value, **fields)
+        except KeyError as exc:  # PyMISP looks the category up in its type table
+            raise InvalidArguments(f"{api_name}: {exc.args[0]!r} is not a MISP attribute category") from exc
         except Exception as exc:  # NewAttributeError, ValueError... on bad values
             raise _invalid(api_name, exc) from exc
         attributes.append(attribute)

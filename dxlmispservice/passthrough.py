@@ -99,7 +99,10 @@ def refusal_reason(name: str, cls: type = PyMISP) -> str | None:
     Raises KeyError when ``cls`` has no such attribute at all."""
     if name.startswith("_"):
         return "private and dunder names are never served"
-    member = inspect.getattr_static(cls, name)  # KeyError-like AttributeError handled by the caller
+    try:
+        member = inspect.getattr_static(cls, name)
+    except AttributeError:
+        raise KeyError(name) from None
     if name in DENIED:
         return DENIED[name]
     if isinstance(member, (staticmethod, classmethod)):
@@ -322,8 +325,6 @@ class PassthroughHandler:
 def build_handler(name: str, cls: type = PyMISP) -> PassthroughHandler:
     """The handler for PyMISP method ``name``; raises ValueError with the reason when the rules refuse it
     and KeyError when ``cls`` has no such name."""
-    if not hasattr(cls, name):
-        raise KeyError(name)
     reason = refusal_reason(name, cls)
     if reason is not None:
         raise ValueError(reason)

@@ -253,7 +253,14 @@ def test_add_named_attribute_unknown_type_is_refused_before_misp(client: FakeCli
     assert misp.calls == []
 
 
-@pytest.mark.parametrize("event", ["1/../../admin", "abc", -1, True, {"info": "no id"}])
+def test_add_named_attribute_unknown_category_is_named(client: FakeClient, misp: FakePyMISP) -> None:
+    """An unknown category is InvalidArguments that says so, and nothing is sent."""
+    with pytest.raises(InvalidArguments, match="'Nope' is not a MISP attribute category"):
+        legacy.add_named_attribute(client, {"event": 1, "type_value": "ip-dst", "value": "x", "category": "Nope"})
+    assert misp.calls == []
+
+
+@pytest.mark.parametrize("event", ["1/../../admin", "abc", "\u00b9", -1, True, {"info": "no id"}])
 def test_event_reference_must_be_an_id_or_uuid(client: FakeClient, misp: FakePyMISP, event: Any) -> None:
     """An event reference that is not an id or a UUID (a path, a word, a bool) is refused."""
     with pytest.raises(InvalidArguments) as raised:
