@@ -1,29 +1,14 @@
 """The 2.4-era API names, running on current PyMISP: the old payload in, the old answer shape out.
 
-dxlmispservice 0.1.5 called PyMISP 2.4 methods that were removed in 2.4.120. Each name below is a small
+dxlmispservice 0.1.5 called PyMISP 2.4 methods that were removed in 2.4.120. Each name here is a small
 function that takes that era's payload, checks it completely before MISP is called (so nothing in MISP
-changes by half), makes the modern PyMISP call, and shapes the answer as the old service did:
+changes by half), makes the modern PyMISP call, and shapes the answer as the old service did.
 
-=======================  ===============================================  ======================================
-name                     payload (required in bold in the docs)           answer
-=======================  ===============================================  ======================================
-new_event                info, distribution, threat_level_id, analysis,   ``{"Event": {...}}``
-                         date, published, orgc_id, org_id,
-                         sharing_group_id
-add_internal_comment     event, reference, category, to_ids, comment,     ``[{"Attribute": {...}}]``
-                         distribution, proposal
-add_named_attribute      event, type_value, value, ...same as above       ``[{"Attribute": {...}}]``
-tag / untag              uuid (or misp_entity), tag [, local,             ``{"name", "message", "url"}``
-                         relationship_type]
-sighting                 uuid / id / value, source, type, timestamp       ``{"message", "name", "url"}``
-search                   controller, eventid, values, tags, ... (old and  ``{"response": [...]}`` (events) or
-                         modern PyMISP names)                             ``{"response": {"Attribute": [...]}}``
-get_event                event_id (or event) [, deleted, extended,        ``{"Event": {...}}``
-                         no_sightings]
-update_event             event [, event_id, metadata]                     ``{"Event": {...}}``
-delete_event             event_id (or event)                              MISP's answer
-publish                  event (or event_id) [, alert]                    MISP's answer
-=======================  ===============================================  ======================================
+``new_event`` answers ``{"Event": {...}}``; ``add_internal_comment`` and ``add_named_attribute`` answer a
+list holding MISP's ``{"Attribute": ...}``; ``tag``, ``untag`` and ``sighting`` answer ``{"name", "message",
+"url"}``; ``search`` answers ``{"response": [{"Event": ...}]}`` (or ``{"response": {"Attribute": [...]}}`` on
+the attributes controller); ``get_event`` and ``update_event`` answer ``{"Event": ...}``; ``delete_event``
+and ``publish`` answer MISP's message. Each function's docstring and payload spec say the rest.
 
 Where a legacy name is also a modern PyMISP name (tag, untag, search, get_event, update_event, delete_event,
 publish) this adapter owns the topic and accepts the modern keyword names too. ``publish`` keeps the 2.4
@@ -126,14 +111,6 @@ def _as_sighting_type(v: Any) -> tuple[bool, Any]:
     return ok and number in (0, 1, 2), str(number)
 
 
-def _as_object(v: Any) -> tuple[bool, Any]:
-    return isinstance(v, dict), v
-
-
-def _as_json(v: Any) -> tuple[bool, Any]:
-    return True, v
-
-
 _KINDS: dict[str, tuple[Callable[[Any], tuple[bool, Any]], str]] = {
     "text": (_as_text, "a string"),
     "int": (_as_int, "an integer"),
@@ -145,8 +122,8 @@ _KINDS: dict[str, tuple[Callable[[Any], tuple[bool, Any]], str]] = {
     "tag": (_as_tag, "a tag name, or a JSON object with a 'name'"),
     "scalar": (_as_scalar, "a string or a number"),
     "sighting_type": (_as_sighting_type, "0 (sighting), 1 (false positive) or 2 (expiration)"),
-    "object": (_as_object, "a JSON object"),
-    "json": (_as_json, "any JSON value"),
+    "object": (lambda v: (isinstance(v, dict), v), "a JSON object"),
+    "json": (lambda v: (True, v), "any JSON value"),
 }
 
 
