@@ -211,7 +211,7 @@ class Stack:
         return self.info
 
     def _start_misp(self, pki: Pki | None, zmq_port: int) -> Child:
-        command = [sys.executable, "-m", "devstack.misp.server", "--port", str(free_port()),
+        command = [sys.executable, "-m", "devstack.misp.server", "--port", "0",
                    "--db", str(self.workdir / "misp" / "misp.sqlite"), "--zmq-port", str(zmq_port)]
         if pki is not None:
             cert, key = make_server_cert(pki, "misp")

@@ -374,9 +374,13 @@ class StackHandle:
             yield service
 
     def close(self) -> None:
-        """Close every requester made by :meth:`requester`."""
-        while self._requesters:
-            self._requesters.pop().close()
+        """Close every requester made by :meth:`requester`, in parallel (a disconnect takes about 1 s)."""
+        threads = [threading.Thread(target=r.close, daemon=True) for r in self._requesters]
+        self._requesters.clear()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(STOP_TIMEOUT)
 
 
 def _devstack_env() -> dict[str, str]:

@@ -99,6 +99,12 @@ class _Echo(RequestCallback):
 
 
 @pytest.fixture(scope="module")
+def requester(stack: StackHandle) -> Requester:
+    """One requester for the module."""
+    return stack.requester()
+
+
+@pytest.fixture(scope="module")
 def echo(stack: StackHandle) -> Requester:
     """A registered echo service on the stack's fabric."""
     server = stack.requester("spare1")
@@ -118,41 +124,41 @@ def test_running_stack_yields_a_live_stack(stack: StackHandle) -> None:
     assert stack.misp().search(controller="events") == []
 
 
-def test_request_sends_a_dict_as_json(stack: StackHandle, echo: Requester) -> None:
+def test_request_sends_a_dict_as_json(requester: Requester, echo: Requester) -> None:
     """A dict payload goes out as JSON, and the JSON answer is decoded."""
-    reply = stack.requester().request(ECHO_TOPIC, {"a": [1, "b"]}, timeout=10)
+    reply = requester.request(ECHO_TOPIC, {"a": [1, "b"]}, timeout=10)
     assert reply == Reply(True, {"a": [1, "b"]}, 0, "", b'{"a": [1, "b"]}')
 
 
-def test_request_sends_raw_text_unchanged(stack: StackHandle, echo: Requester) -> None:
+def test_request_sends_raw_text_unchanged(requester: Requester, echo: Requester) -> None:
     """A str payload goes out as is, and a non-JSON answer has payload None and its raw bytes."""
-    reply = stack.requester().request(ECHO_TOPIC, "{not json", timeout=10)
+    reply = requester.request(ECHO_TOPIC, "{not json", timeout=10)
     assert reply.ok and reply.payload is None and reply.raw == b"{not json"
 
 
-def test_request_reports_an_error_response(stack: StackHandle, echo: Requester) -> None:
+def test_request_reports_an_error_response(requester: Requester, echo: Requester) -> None:
     """An ErrorResponse becomes a Reply with ok False, its code and its message."""
-    reply = stack.requester().request(ECHO_TOPIC, b"fail", timeout=10)
+    reply = requester.request(ECHO_TOPIC, b"fail", timeout=10)
     assert (reply.ok, reply.error_code, reply.error_message) == (False, 7, "failed")
 
 
-def test_request_without_a_service_times_out(stack: StackHandle) -> None:
+def test_request_without_a_service_times_out(requester: Requester) -> None:
     """With no service on a topic, request raises TimeoutError (this fabric has no 'unable to locate')."""
     with pytest.raises(TimeoutError):
-        stack.requester().request("/devstack/testing/nobody", {}, timeout=0.3)
+        requester.request("/devstack/testing/nobody", {}, timeout=0.3)
 
 
-def test_services_lists_a_registered_service(stack: StackHandle, echo: Requester) -> None:
+def test_services_lists_a_registered_service(requester: Requester, echo: Requester) -> None:
     """Requester.services returns the registry's entry for a registered service type, and none for another."""
-    services = stack.requester().services(ECHO_TYPE)
+    services = requester.services(ECHO_TYPE)
     assert [entry["serviceType"] for entry in services.values()] == [ECHO_TYPE]
-    assert stack.requester().services("/devstack/testing/absent") == {}
+    assert requester.services("/devstack/testing/absent") == {}
 
 
-def test_event_waiter_collects_in_order_and_waits(stack: StackHandle) -> None:
+def test_event_waiter_collects_in_order_and_waits(requester: Requester, echo: Requester) -> None:
     """An EventWaiter on a wildcard topic keeps events in order with their topics; wait_for finds one."""
-    with stack.requester().event_waiter("/devstack/testing/events/#") as waiter:
-        publisher = stack.requester("spare2")
+    with requester.event_waiter("/devstack/testing/events/#") as waiter:
+        publisher = echo
         for n in range(3):
             publisher.publish(f"/devstack/testing/events/{n}", {"n": n})
         assert waiter.wait_for(lambda e: e["n"] == 2, timeout=10) == {"n": 2}
@@ -160,9 +166,9 @@ def test_event_waiter_collects_in_order_and_waits(stack: StackHandle) -> None:
         assert waiter.topics == [f"/devstack/testing/events/{n}" for n in range(3)]
 
 
-def test_event_waiter_times_out(stack: StackHandle) -> None:
+def test_event_waiter_times_out(requester: Requester) -> None:
     """wait_for raises TimeoutError when no event matches."""
-    with stack.requester().event_waiter("/devstack/testing/silent") as waiter:
+    with requester.event_waiter("/devstack/testing/silent") as waiter:
         with pytest.raises(TimeoutError):
             waiter.wait_for(lambda e: True, timeout=0.2)
 
