@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from devstack.misp import identity
-from devstack.misp.exceptions import BadRequest, MethodNotAllowed, SaveFailed
+from devstack.misp.exceptions import INVALID_JSON, BadRequest, MethodNotAllowed, SaveFailed
 from devstack.misp.identity import User
 from devstack.misp.models import MispModels
 from devstack.misp.validation import as_bool, as_int, describe_types
@@ -63,8 +63,7 @@ def parse_body(raw: bytes) -> Any:
     try:
         return json.loads(raw)
     except ValueError as exc:
-        raise BadRequest("Invalid JSON input. Make sure that the JSON input is a correctly formatted JSON string. "
-                         "This request has been blocked to avoid an unfiltered request.") from exc
+        raise BadRequest(INVALID_JSON) from exc
 
 
 def save_success(controller: str, action: str, record_id: str | None, message: str) -> dict[str, Any]:

@@ -48,9 +48,6 @@ class Terms:
     all_of: list[str] = field(default_factory=list)
     none_of: list[str] = field(default_factory=list)
 
-    def __bool__(self) -> bool:
-        return bool(self.any_of or self.all_of or self.none_of)
-
 
 def terms(value: Any) -> Terms:
     """Parse a string, a list (``!x`` negates) or ``{"OR": [...], "AND": [...], "NOT": [...]}``."""
@@ -111,9 +108,6 @@ class Query:
     def sql(self) -> str:
         return " AND ".join(self.where) if self.where else "1"
 
-    def __bool__(self) -> bool:
-        return bool(self.where)
-
 
 def _match(exprs: list[str], term: str) -> tuple[str, list[str]]:
     op = "LIKE" if "%" in term else "="
@@ -170,26 +164,25 @@ def _add_org(query: Query, value: Any) -> None:
         return term.lower() in known or ("%" in term and re.fullmatch(
             re.escape(term.lower()).replace("%", ".*"), ORG_NAME.lower()) is not None)
 
-    if parsed.any_of and not any(is_ours(t) for t in parsed.any_of):
-        query.add("e.orgc_id = ?", -1)
-    if any(not is_ours(t) for t in parsed.all_of) or any(is_ours(t) for t in parsed.none_of):
-        query.add("e.orgc_id = ?", -1)
+    # Every event belongs to the one organisation: the filter keeps all of them or none.
+    if ((parsed.any_of and not any(is_ours(t) for t in parsed.any_of))
+            or any(not is_ours(t) for t in parsed.all_of) or any(is_ours(t) for t in parsed.none_of)):
+        query.add("0")
 
 
-def _deleted_flags(value: Any) -> list[int] | None:
-    if value is None or value is False or value == "":
-        return [0]
-    values = value if isinstance(value, (list, tuple)) else [value]
-    flags = sorted({1 if str(v).lower() in ("1", "true") else 0 for v in values})
-    return None if flags == [0, 1] else flags
+def _deleted_flag(value: Any) -> int | None:
+    """0 (live attributes, the default), 1 (soft-deleted only) or None (both, for ``[0, 1]``)."""
+    values = value if isinstance(value, (list, tuple)) and value else [value]
+    flags = {1 if str(v).lower() in ("1", "true") else 0 for v in values}
+    return None if len(flags) == 2 else flags.pop()
 
 
 def attribute_query(filters: Mapping[str, Any], now: int, *, scope: str) -> Query:
     """Conditions on ``attributes a`` from the attribute-level filters (``scope`` is events or attributes)."""
     query = Query()
-    flags = _deleted_flags(filters.get("deleted"))
-    if flags is not None:
-        query.add("a.deleted = ?", flags[0])
+    deleted = _deleted_flag(filters.get("deleted"))
+    if deleted is not None:
+        query.add("a.deleted = ?", deleted)
     value = terms(filters.get("value"))
     add_terms(query, ["a.value1", "a.value2", "(a.value1 || '|' || a.value2)"], value)
     add_terms(query, ["a.type"], terms(filters.get("type")))
