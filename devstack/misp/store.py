@@ -26,6 +26,13 @@ class ValidationFailed(Exception):
         self.errors = errors
 
 
+UUID_TAKEN = "The UUID provided is not unique"
+
+
+def _uuid_taken(conn: sqlite3.Connection, table: str, uuid: Any) -> bool:
+    return bool(uuid) and conn.execute(f"SELECT 1 FROM {table} WHERE uuid = ?", (uuid,)).fetchone() is not None
+
+
 def _seen(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
 
@@ -134,8 +141,8 @@ def insert_attribute(conn: sqlite3.Connection, event_id: int, data: Mapping[str,
         value1, value2 = v.split_value(attr["type"], attr["value"])
         if not object_id and _duplicate(conn, event_id, attr, value1, value2, 0):
             errors["value"] = [DUPLICATE_ATTRIBUTE]
-        elif attr.get("uuid") and conn.execute("SELECT 1 FROM attributes WHERE uuid = ?", (attr["uuid"],)).fetchone():
-            errors["uuid"] = ["The UUID provided is not unique"]
+        elif _uuid_taken(conn, "attributes", attr.get("uuid")):
+            errors["uuid"] = [UUID_TAKEN]
     if errors:
         raise ValidationFailed(errors)
     cur = conn.execute(
@@ -187,8 +194,8 @@ def insert_object(conn: sqlite3.Connection, event_id: int, data: Mapping[str, An
     An attribute that fails validation fails the whole object, as MISP's ``saveObject`` with ``halt`` does.
     """
     errors: dict[str, Any] = v.object_errors(dict(data))
-    if data.get("uuid") and conn.execute("SELECT 1 FROM objects WHERE uuid = ?", (data["uuid"],)).fetchone():
-        errors["uuid"] = ["The UUID provided is not unique"]
+    if _uuid_taken(conn, "objects", data.get("uuid")):
+        errors["uuid"] = [UUID_TAKEN]
     if errors:
         raise ValidationFailed(errors)
     cur = conn.execute(
