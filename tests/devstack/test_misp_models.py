@@ -148,6 +148,17 @@ class TestAttributes:
         assert set(fails["attribute_0"]) >= {"type"} and set(fails["attribute_1"]) == {"category"}
         assert "composite" in fails["attribute_2"]["value"][0] and "IP" in fails["attribute_3"]["value"][0]
 
+    def test_uuids_are_unique(self, models: MispModels) -> None:
+        """An attribute or object uuid already in use is MISP's uuid validation error."""
+        event = new_event(models, Attribute=[{"type": "comment", "value": "a"}])
+        _, fails = models.add_attributes(event["id"], [{"type": "comment", "value": "b",
+                                                        "uuid": event["Attribute"][0]["uuid"]}])
+        assert fails == {"attribute_0": {"uuid": ["The UUID provided is not unique"]}}
+        obj = models.add_object(event["id"], {"name": "file"})["Object"]
+        with pytest.raises(SaveFailed) as failed:
+            models.add_object(event["id"], {"name": "file", "uuid": obj["uuid"]})
+        assert failed.value.errors == {"uuid": ["The UUID provided is not unique"]}
+
     def test_composite_value_is_split(self, models: MispModels) -> None:
         """A composite attribute is stored as value1|value2 and shown whole."""
         event = new_event(models)
