@@ -1,6 +1,6 @@
 """``python -m bench [--quick] [--only SECTION ...] [--keep]``: the whole bench on a fresh dev stack.
 
-Sections, in order: floor, direct, bridge (+ size and profile on the same service), peer, notifications,
+Sections, in order: floor, direct, bridge (+ size and profile on the same service), breakdown, peer, notifications,
 start, feed (last: it empties MISP and fills it with its backlog). A section that fails is reported and
 the others still run. Prints the markdown table (and the profile), writes the JSON document to
 ``$BENCH_JSON`` (default ``bench/out/latest.json``), and exits 1 if any section failed.
@@ -10,6 +10,7 @@ The stack's work directory is ``bench/out/work`` (logs, configs, py-spy output),
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -23,11 +24,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import bridge, direct, dxl, feed, floor, notify, peer, profile, report, seed, size, start
+from . import breakdown, bridge, direct, dxl, feed, floor, notify, peer, profile, report, seed, size, start
 from .env import BenchStack, bench_stack, misp_tls
 
 OUT = Path(__file__).resolve().parent / "out"
-SECTIONS = ("floor", "direct", "bridge", "size", "profile", "peer", "notifications", "start", "feed")
+SECTIONS = ("floor", "direct", "bridge", "size", "profile", "breakdown", "peer", "notifications", "start", "feed")
 SIZES = {"10": 10, "100": 100, "1000": 1000}
 OVERSIZED = 10_000
 
@@ -36,27 +37,28 @@ OVERSIZED = 10_000
 class Counts:
     """How many requests each measure makes (bounded, so that the whole run stays within minutes)."""
 
-    floor_sequential: int = 1000
-    floor_level: int = 2000
-    direct_sequential: int = 500
-    direct_threaded: int = 1600
-    bridge_sequential: int = 500
-    bridge_level: int = 1200
-    size_reps: tuple[tuple[str, int], ...] = (("10", 100), ("100", 50), ("1000", 20))
+    floor_sequential: int = 2000
+    floor_level: int = 5000
+    direct_sequential: int = 1000
+    direct_threaded: int = 4000
+    bridge_sequential: int = 1000
+    bridge_level: int = 3000
+    size_reps: tuple[tuple[str, int], ...] = (("10", 200), ("100", 100), ("1000", 40))
     oversized_reps: int = 5
-    profile_split_s: float = 4.0
-    profile_sample_s: float = 6.0
-    peer_sequential: int = 300
-    peer_level: int = 600
-    notifications: int = 5000
+    profile_split_s: float = 5.0
+    profile_sample_s: float = 8.0
+    breakdown_n: int = 1000
+    peer_sequential: int = 500
+    peer_level: int = 1000
+    notifications: int = 10_000
     notifications_rate: float = 2000.0
-    start_runs: int = 3
+    start_runs: int = 5
     feed_backlog: int = 5000
 
 
 QUICK = Counts(floor_sequential=200, floor_level=400, direct_sequential=100, direct_threaded=320,
                bridge_sequential=100, bridge_level=300, size_reps=(("10", 20), ("100", 10), ("1000", 5)),
-               oversized_reps=2, profile_split_s=2.0, profile_sample_s=3.0, peer_sequential=60, peer_level=160,
+               oversized_reps=2, profile_split_s=2.0, profile_sample_s=3.0, breakdown_n=200, peer_sequential=60, peer_level=160,
                notifications=1000, start_runs=1, feed_backlog=500)
 
 
@@ -128,7 +130,9 @@ def run_all(bench: BenchStack, counts: Counts, run: Run) -> None:
     events = {key: seed.make_event(misp, n, f"bench {n} attributes") for key, n in SIZES.items()}
     big = seed.make_event(misp, OVERSIZED, f"bench {OVERSIZED} attributes") if run.wanted("size") else ""
     event_id = events["10"]
-    run.section("floor", lambda: floor.run(bench, sequential_n=counts.floor_sequential, level_n=counts.floor_level))
+    answer_bytes = len(json.dumps(misp.get_event(event_id, pythonify=False), separators=(",", ":")))
+    run.section("floor", lambda: floor.run(bench, sequential_n=counts.floor_sequential, level_n=counts.floor_level,
+                                           answer_bytes=answer_bytes))
     run.section("direct", lambda: direct.run(bench, event_id, sequential_n=counts.direct_sequential,
                                              threaded_n=counts.direct_threaded))
     if run.wanted("bridge") or run.wanted("size") or run.wanted("profile"):
@@ -148,6 +152,7 @@ def run_all(bench: BenchStack, counts: Counts, run: Run) -> None:
                                                            sample_seconds=counts.profile_sample_s))
             finally:
                 dxl.destroy_all([client])
+    run.section("breakdown", lambda: breakdown.run(bench, event_id, n=counts.breakdown_n))
     run.section("peer", lambda: peer.run(bench, event_id, sequential_n=counts.peer_sequential,
                                          level_n=counts.peer_level))
     run.section("notifications", lambda: notify.run(bench, count=counts.notifications, rate=counts.notifications_rate))

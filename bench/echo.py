@@ -1,12 +1,17 @@
 """The floor: a trivial DXL echo service, run as its own process like the real service.
 
 ``python -m bench.echo CONFIG TOPIC [THREADS]`` connects with TCP_NODELAY on its broker socket, registers a
-service with one request topic that answers each request with its own payload, prints ``echo ready`` and
-runs until SIGTERM. Its incoming message pool has the service's default size (10 threads), so that the
+service with two request topics, prints ``echo ready`` and runs until SIGTERM:
+
+- ``TOPIC`` answers each request with its own payload (the floor);
+- ``TOPIC/sized`` answers ``{"bytes": n}`` with an n-byte payload made once (the fabric's cost for an
+  answer as large as the bridge's).
+ Its incoming message pool has the service's default size (10 threads), so that the
 floor and the bridge differ only by the work the bridge does.
 """
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import threading
@@ -21,6 +26,24 @@ from dxlmispservice.dxlutil import set_tcp_nodelay
 
 READY = "echo ready"
 SERVICE_TYPE = "/bench/service/echo"
+
+
+class Sized(RequestCallback):
+    """Answers ``{"bytes": n}`` with ``n`` bytes (cached per size)."""
+
+    def __init__(self, client: DxlClient) -> None:
+        super().__init__()
+        self._client = client
+        self._bodies: dict[int, bytes] = {}
+
+    def on_request(self, request: Request) -> None:
+        size = int(json.loads(request.payload or b"{}").get("bytes", 0))
+        body = self._bodies.get(size)
+        if body is None:
+            body = self._bodies.setdefault(size, b"x" * size)
+        response = Response(request)
+        response.payload = body
+        self._client.send_response(response)
 
 
 class Echo(RequestCallback):
@@ -49,6 +72,7 @@ def main(argv: list[str]) -> int:
     client.connect()
     service = ServiceRegistrationInfo(client, SERVICE_TYPE)
     service.add_topic(topic, Echo(client))
+    service.add_topic(topic + "/sized", Sized(client))
     client.register_service_sync(service, 10)
     print(READY, flush=True)
     stop.wait()

@@ -137,6 +137,11 @@ def rows(figures: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
     if floor:
         out.append(("Floor: echo round trip, sequential (p50 / p99)", ms(floor.get("sequential")), "", ""))
         out.append(("Floor: echo throughput at 1 / 4 / 16 / 64 in flight", _rates(floor.get("throughput")), "", ""))
+        sized = floor.get("sized")
+        if sized:
+            out.append((f"Fabric context: small request, {sized['bytes']:,}-byte answer, sequential",
+                        ms(sized.get("sequential")), f"floor {ms(floor.get('sequential'))}",
+                        times(ratio(dig(sized, "sequential", "p50_ms"), dig(floor, "sequential", "p50_ms")))))
     for call in CALLS:
         direct = dig(figures, "direct", call) or {}
         bridge = dig(figures, "bridge", call) or {}
@@ -160,8 +165,37 @@ def rows(figures: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
                         + " at 16"))
             out.append((f"Bridge {kind} latency at 16 requesters", ms(dig(bridge, "latency_at", "16")),
                         f"direct 16 threads {ms(direct.get('threads16_latency'))}", ""))
+    out.extend(_breakdown_rows(figures))
     out.extend(_size_rows(figures.get("size") or {}))
     out.extend(_other_rows(figures))
+    return out
+
+
+def breakdown(entry: Mapping[str, Any]) -> dict[str, float] | None:
+    """p50 ms per part of one bridged call, from a ``figures["breakdown"][call]`` entry (see breakdown.py)."""
+    stages = entry.get("stages") or {}
+    p50 = {stage: dig(stages, stage, "p50_ms") for stage in ("queue", "message", "callback", "handler", "misp")}
+    total = dig(entry, "bridge", "p50_ms")
+    if total is None or any(value is None for value in p50.values()):
+        return None
+    return {"MISP call (PyMISP)": p50["misp"], "service's own work": p50["handler"] - p50["misp"],
+            "sending the answer": p50["callback"] - p50["handler"],
+            "dxlclient decode + dispatch": p50["message"] - p50["callback"], "incoming pool queue": p50["queue"],
+            "fabric, requester and paho (the rest)": total - p50["message"] - p50["queue"]}
+
+
+def _breakdown_rows(figures: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    out = []
+    for call in CALLS:
+        entry = dig(figures, "breakdown", call)
+        parts = breakdown(entry) if entry else None
+        if parts is None:
+            continue
+        direct = dig(figures, "direct", call, "sequential", "p50_ms")
+        out.append((f"Where a bridged {call} goes (p50, timers in the service)",
+                    "; ".join(f"{name} {value:.2f}" for name, value in parts.items()) + " ms",
+                    f"total {entry['bridge']['p50_ms']:.2f} ms; direct {direct:.2f} ms" if direct is not None
+                    else f"total {entry['bridge']['p50_ms']:.2f} ms", ""))
     return out
 
 

@@ -190,3 +190,15 @@ def test_feed_summary_counts_duplicates_losses_and_strangers() -> None:
     assert result["unexpected"] == 2
     assert result["seconds"] == pytest.approx(2.0)
     assert result["from_spawn_s"] == pytest.approx(3.0)
+
+
+def test_breakdown_splits_a_call_into_its_parts() -> None:
+    """The in-service timers split a bridged call's p50 into parts that add up to the whole."""
+    entry = {"bridge": lat(2.0), "stages": {"queue": lat(0.05), "message": lat(1.3), "callback": lat(1.2),
+                                            "handler": lat(1.1), "misp": lat(0.8)}}
+    parts = report.breakdown(entry)
+    assert parts is not None
+    assert parts["service's own work"] == pytest.approx(0.3)
+    assert parts["fabric, requester and paho (the rest)"] == pytest.approx(0.65)
+    assert sum(parts.values()) == pytest.approx(2.0)
+    assert report.breakdown({"bridge": lat(2.0), "stages": {}}) is None
