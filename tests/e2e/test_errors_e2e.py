@@ -2,15 +2,16 @@
 gets (code, message, payload), that MISP is left unchanged, and that the API key shows nowhere.
 
 Services configured differently (read-only key, wrong key, dead MISP, small maxResponseSize) run beside the
-stack's own, each under its own serviceUniqueId so that no two services answer one topic; each is started once
-for this module, on first use.
+stack's own, each under its own serviceUniqueId so that no two services answer one topic; they are started
+together, once for this module.
 """
 from __future__ import annotations
 
 import inspect
 import re
 import secrets
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,48 +40,72 @@ def misp(stack: StackHandle) -> Any:
 
 
 @pytest.fixture(scope="module")
-def start_variant(stack: StackHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Variant]]:
-    """Starts a service variant ``(process, serviceUniqueId)`` once per name; all are stopped at module end."""
+def variants(stack: StackHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Variant]]:
+    """The four service variants ``name -> (process, serviceUniqueId)``, started and stopped together."""
+    settings: dict[str, tuple[dict[str, str], dict[str, str]]] = {  # name -> ([General] overrides, environment)
+        "readonly": ({}, {API_KEY_ENV: stack.info["misp_readonly_api_key"]}),
+        "wrongkey": ({}, {API_KEY_ENV: WRONG_KEY}),
+        "dead": ({"host": dead_url()}, {}),
+        "small": ({"maxResponseSize": str(SMALL_LIMIT)}, {}),
+    }
+    contexts: dict[str, Any] = {}
     running: dict[str, Variant] = {}
-    contexts: list[Any] = []
+    failures: list[BaseException] = []
 
-    def start(name: str, general: dict[str, str] | None = None, env: dict[str, str] | None = None) -> Variant:
-        if name not in running:
-            unique_id = f"e2e-errors-{name}"
-            config = stack.config_dir(tmp_path_factory.mktemp(unique_id) / "config", {
-                "General": {**QUIET, "serviceUniqueId": unique_id, **(general or {})}, "Feed": {"enabled": "false"}})
-            context = stack.run_service(config, env=env)
-            running[name] = (context.__enter__(), unique_id)
-            contexts.append(context)
-        return running[name]
+    def start(name: str) -> None:
+        general, env = settings[name]
+        unique_id = f"e2e-errors-{name}"
+        config = stack.config_dir(tmp_path_factory.mktemp(unique_id) / "config", {
+            "General": {**QUIET, "serviceUniqueId": unique_id, **general}, "Feed": {"enabled": "false"}})
+        contexts[name] = stack.run_service(config, env=env)
+        try:
+            running[name] = (contexts[name].__enter__(), unique_id)
+        except BaseException as exc:  # reported once all have been tried
+            failures.append(exc)
 
-    yield start
-    for context in reversed(contexts):
-        context.__exit__(None, None, None)
+    def stop(name: str) -> None:
+        contexts[name].__exit__(None, None, None)
+
+    in_parallel(start, settings)  # a start or a stop takes ~1 s: do them together
+    try:
+        if failures:
+            raise failures[0]
+        yield running
+    finally:
+        in_parallel(stop, running)
+
+
+def in_parallel(fn: Callable[[str], None], names: Iterable[str]) -> None:
+    """``fn(name)`` for every name, each on its own thread; returns when all are done."""
+    threads = [threading.Thread(target=fn, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 @pytest.fixture
-def readonly(stack: StackHandle, start_variant: Callable[..., Variant]) -> Variant:
+def readonly(variants: dict[str, Variant]) -> Variant:
     """A service whose MISP key is the read-only user's."""
-    return start_variant("readonly", env={API_KEY_ENV: stack.info["misp_readonly_api_key"]})
+    return variants["readonly"]
 
 
 @pytest.fixture
-def wrong_key(start_variant: Callable[..., Variant]) -> Variant:
+def wrong_key(variants: dict[str, Variant]) -> Variant:
     """A service whose MISP key MISP does not know."""
-    return start_variant("wrongkey", env={API_KEY_ENV: WRONG_KEY})
+    return variants["wrongkey"]
 
 
 @pytest.fixture
-def dead(start_variant: Callable[..., Variant]) -> Variant:
+def dead(variants: dict[str, Variant]) -> Variant:
     """A service whose MISP host is a port where nothing listens."""
-    return start_variant("dead", {"host": dead_url()})
+    return variants["dead"]
 
 
 @pytest.fixture
-def small(start_variant: Callable[..., Variant]) -> Variant:
+def small(variants: dict[str, Variant]) -> Variant:
     """A service with the smallest maxResponseSize the settings accept."""
-    return start_variant("small", {"maxResponseSize": str(SMALL_LIMIT)})
+    return variants["small"]
 
 
 def ask(requester: Requester, api_name: str, payload: Any, unique_id: str = "") -> Reply:
