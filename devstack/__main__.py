@@ -1,4 +1,4 @@
-"""``python -m devstack up [--workdir DIR] [--no-service]`` and ``python -m devstack demo``.
+"""``python -m devstack up [--workdir DIR] [--no-service] [--misp-tls]`` and ``python -m devstack demo``.
 
 ``up`` starts the stack, prints exactly one line ``devstack ready <DIR>/devstack.json`` on stdout, and runs
 until SIGINT or SIGTERM; then it stops every part by PID. Without ``--workdir`` it works in a new temporary
@@ -51,7 +51,7 @@ def _say(message: str) -> None:
     print(f"devstack: {message}", file=sys.stderr, flush=True)
 
 
-def up(workdir: str | None, *, service: bool) -> int:
+def up(workdir: str | None, *, service: bool, misp_tls: bool = False) -> int:
     """Run the stack until SIGINT or SIGTERM; return the exit status."""
     stop = threading.Event()
     starting = True
@@ -64,7 +64,7 @@ def up(workdir: str | None, *, service: bool) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     with _workdir(workdir) as directory:
-        stack = Stack(directory, service=service)
+        stack = Stack(directory, service=service, misp_tls=misp_tls)
         try:
             began = time.monotonic()
             try:
@@ -122,10 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = commands.add_parser("up", help="start the stack and run until SIGINT or SIGTERM")
     run.add_argument("--workdir", help="where to write devstack.json and the stack's files (default: a temp dir)")
     run.add_argument("--no-service", action="store_true", help="start the fabric and MISP only")
+    run.add_argument("--misp-tls", action="store_true",
+                     help="serve MISP over HTTPS with a certificate from the stack's CA (ca_cert in devstack.json)")
     commands.add_parser("demo", help="run the update-event sample against a fresh stack")
     args = parser.parse_args(argv)
     if args.command == "up":
-        return up(args.workdir, service=not args.no_service)
+        return up(args.workdir, service=not args.no_service, misp_tls=args.misp_tls)
     return demo()
 
 

@@ -396,14 +396,19 @@ def _devstack_env() -> dict[str, str]:
 
 
 @contextmanager
-def running_stack(workdir: str | os.PathLike[str] | None = None, *, service: bool = True,
+def running_stack(workdir: str | os.PathLike[str] | None = None, *, service: bool = True, misp_tls: bool = False,
                   timeout: float = START_TIMEOUT) -> Iterator[StackHandle]:
-    """Run ``python -m devstack up`` in ``workdir`` (a temp dir if None) and yield its :class:`StackHandle`."""
+    """Run ``python -m devstack up`` in ``workdir`` (a temp dir if None) and yield its :class:`StackHandle`.
+
+    ``misp_tls`` serves MISP over HTTPS with a certificate from the stack's CA (``info["ca_cert"]``).
+    """
     made = None if workdir is not None else tempfile.mkdtemp(prefix="devstack-")
     directory = Path(workdir if workdir is not None else made)  # type: ignore[arg-type]
     command = [sys.executable, "-m", "devstack", "up", "--workdir", str(directory)]
     if not service:
         command.append("--no-service")
+    if misp_tls:
+        command.append("--misp-tls")
     directory.mkdir(parents=True, exist_ok=True)
     log = directory / "devstack-up.log"
     with open(log, "ab") as err:

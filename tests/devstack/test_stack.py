@@ -19,14 +19,13 @@ from dxlclient.message import Request, Response
 from dxlclient.service import ServiceRegistrationInfo
 
 from devstack.stack import CHECKOUT, ZMQ_TOPICS
-from dxlmispservice.testing import StackHandle, stop_process
+from dxlmispservice.testing import StackHandle, read_service_config, running_stack, stop_process
 
 REQUIRED_KEYS = {
     "dxlclient_config", "misp_url", "misp_api_key", "misp_readonly_api_key", "misp_zmq_port",
     "service_config_dir", "feed_state_file", "broker_port", "ca_cert", "client_configs", "pids",
 }
 SERVICE_TYPE = "/opendxl-misp/service/misp-api"
-HAS_SERVICE = (CHECKOUT / "dxlmispservice" / "__main__.py").exists() and (CHECKOUT / "dxlmispservice" / "app.py").exists()
 KEPT = "a file that was here before the stack\n"
 
 
@@ -68,9 +67,9 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    """One stack, with the service once it exists, for the module."""
+    """One stack, with the service, for the module."""
     workdir = tmp_path_factory.mktemp("stack")
-    running = start_up(workdir, *([] if HAS_SERVICE else ["--no-service"]))
+    running = start_up(workdir)
     try:
         yield running
     finally:
@@ -99,8 +98,7 @@ def test_devstack_json_has_every_key(handle: StackHandle) -> None:
     assert {"requester", "service", "registry"} <= set(info["client_configs"])
     for path in [info["dxlclient_config"], info["ca_cert"], *info["client_configs"].values()]:
         assert Path(path).is_file(), path
-    expected = {"broker", "registry", "misp"} | ({"service"} if HAS_SERVICE else set())
-    assert set(info["pids"]) == expected
+    assert set(info["pids"]) == {"broker", "registry", "misp", "service"}
     assert all(alive(pid) for pid in info["pids"].values())
     assert info["misp_url"].startswith("http://127.0.0.1:")
 
@@ -183,7 +181,6 @@ def test_service_config_dir_is_ready_to_run(handle: StackHandle) -> None:
     assert {"new_event", "add_internal_comment", "tag", "sighting", "search", "fetch_events"} <= set(settings.api_names)
 
 
-@pytest.mark.skipif(not HAS_SERVICE, reason="the service (dxlmispservice/app.py, __main__.py) is not built yet")
 def test_stack_service_answers_a_request(handle: StackHandle) -> None:
     """The service the stack started is registered and answers new_event over the fabric."""
     requester = handle.requester()
@@ -214,3 +211,55 @@ def test_sigterm_stops_every_pid_and_keeps_other_files(tmp_path: Path) -> None:
         assert up.process.stdout is not None and up.process.stdout.read() == b""  # exactly one line
     finally:
         stop_up(up)
+
+
+def test_up_without_workdir_removes_the_temp_dir_it_made(tmp_path: Path) -> None:
+    """`up` with no --workdir works in a temp dir of its own and removes it after SIGINT."""
+    process = subprocess.Popen([sys.executable, "-m", "devstack", "up", "--no-service"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, cwd=str(CHECKOUT))
+    up = Up(process, tmp_path, process.stdout.readline().decode() if process.stdout else "")
+    try:
+        assert up.line.startswith("devstack ready "), up.line
+        workdir = Path(up.line.split(" ", 2)[2].strip()).parent
+        assert workdir.is_dir()
+        os.kill(process.pid, signal.SIGINT)
+        assert process.wait(30) == 0
+        assert not workdir.exists()
+    finally:
+        stop_up(up)
+
+
+def test_demo_runs_the_update_event_sample_and_cleans_up() -> None:
+    """`demo` prints the sample's five answers in order, exits with its status 0, and removes its temp dir."""
+    done = subprocess.run([sys.executable, "-m", "devstack", "demo"], capture_output=True, text=True,
+                          cwd=str(CHECKOUT), timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    headers = [line for line in done.stdout.splitlines() if line.startswith("Response to the ")]
+    assert headers == [
+        "Response to the new event request:", "Response to the add internal comment request:",
+        "Response to the tag request:", "Response to the sighting request:",
+        "Response to the search request for the new MISP event:",
+    ]
+    used = re.search(r"(/\S+)/clients/requester\.config", done.stderr)
+    assert used is not None, done.stderr[-2000:]
+    assert not Path(used.group(1)).exists()
+
+
+def test_misp_tls_serves_https_that_verifies_against_the_stack_ca(tmp_path: Path) -> None:
+    """With --misp-tls MISP is https, verifies with ca_cert only, and the stack's service reaches it so."""
+    import requests
+    from pymisp import PyMISP
+
+    with running_stack(tmp_path / "tls", misp_tls=True) as stack:
+        info = stack.info
+        assert info["misp_url"].startswith("https://127.0.0.1:")
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(info["misp_url"] + "/servers/getVersion", timeout=10,
+                         headers={"Authorization": info["misp_api_key"], "Accept": "application/json"})
+        added = PyMISP(info["misp_url"], info["misp_api_key"], ssl=info["ca_cert"]).add_event(
+            {"info": "over https", "distribution": 0}, pythonify=True)
+        general = read_service_config(info["service_config_dir"])["General"]
+        assert (general["verifyCertificate"], general["verifyCertBundle"]) == ("true", info["ca_cert"])
+        reply = stack.requester().request(f"{SERVICE_TYPE}/get_event", {"event_id": added.id}, timeout=30)
+        assert reply.ok, reply
+        assert reply.payload["Event"]["info"] == "over https"
