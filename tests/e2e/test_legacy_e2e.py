@@ -2,10 +2,13 @@
 MISP's own state (read back with PyMISP, not through the service) shows the change."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from dxlmispservice.legacy import LEGACY
 from dxlmispservice.testing import Requester, StackHandle
 from dxlmispservice.topics import request_topic
 
@@ -183,3 +186,9 @@ def test_publish_publishes_the_event_in_misp(requester: Requester, misp: Any) ->
     event = make_event(misp)
     call(requester, "publish", {"event": event["id"]})
     assert misp.get_event(event["id"])["Event"]["published"] is True
+
+
+def test_every_legacy_name_is_called_over_the_wire_here() -> None:
+    """Each name in the legacy table is sent over the fabric by some test of this module."""
+    called = set(re.findall(r'call\(requester, "(\w+)"', Path(__file__).read_text()))
+    assert set(LEGACY) <= called
