@@ -12,7 +12,8 @@ reads no proxy variables nor ``.netrc`` on every call).
 Mapping (:meth:`MispClient.call`):
 
 - a result ``{"errors": (status, body)}`` (PyMISP's form of a 4xx with a JSON body), or a 4xx without
-  a JSON body -> :class:`~dxlmispservice.errors.MispRefused` with MISP's status and body;
+  a JSON body, or a 4xx while PyMISP builds (a wrong key) -> :class:`~dxlmispservice.errors.MispRefused`
+  with MISP's status and body;
 - a 5xx, a connection error or timeout (any requests exception), an answer that is not JSON, or a
   failed build ->
   :class:`~dxlmispservice.errors.MispUnavailable`.
@@ -30,7 +31,7 @@ from typing import Any, TypeVar
 
 import requests
 from pymisp import PyMISP
-from pymisp.exceptions import MISPServerError, PyMISPUnexpectedResponse
+from pymisp.exceptions import MISPServerError, PyMISPError, PyMISPUnexpectedResponse
 from requests.adapters import HTTPAdapter
 
 from . import __version__
@@ -49,6 +50,15 @@ MAX_QUOTE = 500
 _STATUS_IN_MESSAGE = re.compile(r"^Error code (\d{3})\b")
 
 
+class BuildRefused(Exception):
+    """MISP refused the requests PyMISP sends while it builds (a wrong or disabled key)."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(f"MISP refused the connection (HTTP {status})")
+        self.status = status
+        self.body = body
+
+
 class TunedPyMISP(PyMISP):
     """PyMISP whose requests session is tuned the moment PyMISP creates it, before any request.
 
@@ -60,7 +70,28 @@ class TunedPyMISP(PyMISP):
     def __init__(self, url: str, key: str, *, session_setup: Callable[[requests.Session], None],
                  **kwargs: Any) -> None:
         self._session_setup = session_setup
-        super().__init__(url, key, **kwargs)
+        self.build_refusal: tuple[int, Any] | None = None
+        self._building = True
+        try:
+            super().__init__(url, key, **kwargs)
+        except PyMISPError:
+            if self.build_refusal is not None:
+                raise BuildRefused(*self.build_refusal) from None
+            raise
+        finally:
+            self._building = False
+
+    def get_user(self, *args: Any, **kwargs: Any) -> Any:
+        """PyMISP's ``get_user``; a refusal seen while PyMISP builds is kept in ``build_refusal``.
+
+        PyMISP's constructor turns MISP's 4xx on ``users/view/me`` (a wrong key) into a text error; the
+        status and MISP's JSON are kept here so that the build failure can be told apart from an outage.
+        """
+        result = super().get_user(*args, **kwargs)
+        refusal = _refusal(result)
+        if refusal is not None and self._building:
+            self.build_refusal = refusal
+        return result
 
     @property
     def _PyMISP__session(self) -> requests.Session:  # noqa: N802 - the name PyMISP stores its session under
@@ -96,7 +127,7 @@ def session_setup(settings: Settings) -> Callable[[requests.Session], None]:
 
 
 def build_pymisp(settings: Settings) -> PyMISP:
-    """Build the tuned PyMISP for ``settings`` (this talks to MISP)."""
+    """Build the tuned PyMISP for ``settings`` (this talks to MISP); a 4xx on the way raises BuildRefused."""
     ssl: bool | str = (settings.verify_cert_bundle or True) if settings.verify_certificate else False
     cert: str | tuple[str, str] | None = settings.client_certificate
     if settings.client_certificate and settings.client_key:
@@ -167,6 +198,8 @@ class MispClient:
                 raise MispUnavailable(self._last_failure)
             try:
                 self._pymisp = self._factory()
+            except BuildRefused as exc:  # MISP answered, and said no: not an outage
+                raise self._refused(exc.status, exc.body) from None
             except Exception as exc:  # any failed build means MISP cannot be used yet
                 self._last_failure = redact(
                     f"MISP at {self.url} is unavailable: {_quote(_describe(exc))}", self._secret)

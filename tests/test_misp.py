@@ -308,14 +308,25 @@ def test_key_never_in_messages(stub: MispStub) -> None:
         assert "<redacted>" in caught.value.message
 
 
-def test_wrong_key_build_failure_hides_key(stub: MispStub) -> None:
-    """A key MISP rejects makes the build fail as MispUnavailable, without the key in the message."""
+def test_wrong_key_build_failure_is_refused_and_hides_key(stub: MispStub) -> None:
+    """A key MISP rejects while PyMISP builds is MispRefused with MISP's 403 JSON, without the key."""
     wrong = "wrongKey0123456789abcdefghijklmnopqrstu"
     client = MispClient(settings_for(stub.url, key=wrong))
-    with pytest.raises(MispUnavailable) as caught:
+    with pytest.raises(MispRefused) as caught:
         client.call(lambda m: m)
     assert wrong not in caught.value.message
-    assert "Authentication failed" in caught.value.message
+    assert caught.value.status == 403
+    assert caught.value.payload["message"] == "Authentication failed."
+    assert "HTTP 403" in caught.value.message and not client.built
+
+
+def test_get_user_refusal_after_build_is_not_a_build_refusal(stub: MispStub) -> None:
+    """Once built, a refused get_user is an ordinary MispRefused and the client stays built."""
+    stub.route("users/view/7", 404, {"name": "Invalid user", "message": "Invalid user", "url": "/users/view/7"})
+    client = MispClient(settings_for(stub.url))
+    with pytest.raises(MispRefused) as caught:
+        client.call(lambda m: m.get_user(7))
+    assert caught.value.status == 404 and client.built
 
 
 def test_plain_results_pass_through() -> None:
