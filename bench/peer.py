@@ -82,7 +82,8 @@ def ensure_venv(log: Path) -> str:
             return found.stdout.split()[1]
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        subprocess.run(["python3", "-m", "venv", str(VENV)], check=True, stdout=out, stderr=subprocess.STDOUT)
+        base = getattr(sys, "_base_executable", "") or "python3"  # the interpreter .venv was made from
+        subprocess.run([base, "-m", "venv", "--clear", str(VENV)], check=True, stdout=out, stderr=subprocess.STDOUT)
         subprocess.run([str(python()), "-m", "pip", "install", "-q", *REQUIREMENTS], check=True, stdout=out,
                        stderr=subprocess.STDOUT)
     found = subprocess.run(probe, capture_output=True, text=True, check=True, cwd=VENV, env=isolated_env())
