@@ -31,6 +31,7 @@ from devstack.fabric.broker import Broker, free_port
 from devstack.fabric.config import write_dxlclient_config
 from devstack.fabric.pki import Pki, make_pki, make_server_cert
 from devstack.fabric.registry import QUERY_TOPIC, READY_LINE as REGISTRY_READY
+from dxlmispservice.testing import stop_process
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -99,21 +100,7 @@ class Child:
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM, then SIGKILL after ``timeout`` seconds; by PID, and only if still running."""
-        stop_pid(self.process, timeout)
-
-
-def stop_pid(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> None:
-    """Stop one child by its PID: SIGTERM, wait, then SIGKILL."""
-    if process.poll() is not None:
-        return
-    try:
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(timeout)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout)
+        stop_process(self.process, timeout)
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -17,14 +17,13 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 from devstack.fabric.pki import Pki
+from dxlmispservice.testing import stop_process  # noqa: F401 - the one stop-by-PID, re-exported here
 
 DEFAULT_MOSQUITTO = "/usr/sbin/mosquitto"
 HOST = "127.0.0.1"
@@ -191,18 +190,3 @@ def _wait_for_port(process: subprocess.Popen[bytes], port: int, timeout: float) 
         except OSError:
             time.sleep(0.02)
     return False
-
-
-def stop_process(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> None:
-    """Stop a child by its PID: SIGTERM, then SIGKILL if it has not exited after ``timeout`` seconds."""
-    if process.poll() is not None:
-        return
-    try:
-        os.kill(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout)
