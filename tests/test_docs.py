@@ -113,3 +113,34 @@ def test_methods_page_names_every_denied_method() -> None:
     """Each PyMISP method refused by name (passthrough.DENIED) is named on docs/methods.rst."""
     text = (DOCS / "methods.rst").read_text(encoding="utf-8")
     assert sorted(name for name in passthrough.DENIED if f"``{name}``" not in text) == []
+
+
+def _method_section(text: str, name: str) -> str:
+    """The text of the ``name`` section of docs/methods.rst, up to the next heading."""
+    match = re.search(rf"^``{name}``\n~+\n(.*?)(?=^\S[^\n]*\n[~\-=]+\n)", text, re.M | re.S)
+    assert match is not None, name
+    return match.group(1)
+
+
+LEGACY_SPECS = {
+    "new_event": "NEW_EVENT", "add_internal_comment": "ADD_INTERNAL_COMMENT",
+    "add_named_attribute": "ADD_NAMED_ATTRIBUTE", "tag": "TAG", "untag": "UNTAG", "sighting": "SIGHTING",
+    "get_event": "GET_EVENT", "update_event": "UPDATE_EVENT", "delete_event": "DELETE_EVENT", "publish": "PUBLISH",
+}
+
+
+@pytest.mark.parametrize("name", sorted(LEGACY_SPECS))
+def test_methods_page_lists_every_legacy_key(name: str) -> None:
+    """Each key (and other name of a key) a legacy method accepts is named in its section of methods.rst."""
+    section = _method_section((DOCS / "methods.rst").read_text(encoding="utf-8"), name)
+    spec = getattr(legacy, LEGACY_SPECS[name])
+    keys = {alias for key, arg in spec.items() for alias in (key, *arg.aliases)}
+    assert sorted(k for k in keys if f"``{k}``" not in section) == []
+
+
+def test_methods_page_lists_the_search_names_of_2_4() -> None:
+    """The search section names the 2.4-only keys and the alternative spellings the legacy search takes."""
+    section = _method_section((DOCS / "methods.rst").read_text(encoding="utf-8"), "search")
+    old = set(legacy._SEARCH_OLD_ONLY) - set(legacy._PASSED_AS_IS)
+    aliases = {alias for arg in legacy.SEARCH.values() for alias in arg.aliases}
+    assert sorted(k for k in old | aliases | {"controller", "limit", "page"} if f"``{k}``" not in section) == []
