@@ -1,6 +1,7 @@
 """The docs mirror the code: the error table, the legacy names and the sample set-up."""
 from __future__ import annotations
 
+import ast
 import configparser
 import json
 import re
@@ -144,3 +145,19 @@ def test_methods_page_lists_the_search_names_of_2_4() -> None:
     old = set(legacy._SEARCH_OLD_ONLY) - set(legacy._PASSED_AS_IS)
     aliases = {alias for arg in legacy.SEARCH.values() for alias in arg.aliases}
     assert sorted(k for k in old | aliases | {"controller", "limit", "page"} if f"``{k}``" not in section) == []
+
+
+def _devstack_info_keys() -> set[str]:
+    """The keys of the dict that devstack/stack.py writes as devstack.json (read from its source)."""
+    tree = ast.parse((DOCS.parent / "devstack" / "stack.py").read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict) and any(
+                isinstance(t, ast.Attribute) and t.attr == "info" for t in node.targets):
+            return {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
+    raise AssertionError("devstack/stack.py no longer assigns self.info = {...}")
+
+
+def test_devstack_page_lists_every_devstack_json_key() -> None:
+    """Every key devstack.json holds is described on docs/devstack.rst."""
+    text = (DOCS / "devstack.rst").read_text(encoding="utf-8")
+    assert sorted(k for k in _devstack_info_keys() if f"``{k}``" not in text) == []
