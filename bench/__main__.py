@@ -1,8 +1,8 @@
 """``python -m bench [--quick] [--only SECTION ...] [--keep]``: the whole bench on a fresh dev stack.
 
-Sections, in order: floor, direct, bridge (+ size and profile on the same service), breakdown, peer, notifications,
-start, feed (last: it empties MISP and fills it with its backlog). A section that fails is reported and
-the others still run. Prints the markdown table (and the profile), writes the JSON document to
+Sections, in order: compare (floor, direct and bridge, interleaved; then size and profile on the same
+service), breakdown, peer, notifications, start, feed (last: it empties MISP and fills it with its
+backlog). A section that fails is reported and the others still run. Prints the markdown table (and the profile), writes the JSON document to
 ``$BENCH_JSON`` (default ``bench/out/latest.json``), and exits 1 if any section failed.
 
 The stack's work directory is ``bench/out/work`` (logs, configs, py-spy output), replaced on each run.
@@ -24,11 +24,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import breakdown, bridge, direct, dxl, feed, floor, notify, peer, profile, report, seed, size, start
+from . import breakdown, compare, direct, dxl, feed, floor, notify, peer, profile, report, seed, size, start
+from .compare import Plan
 from .env import BenchStack, bench_stack, misp_tls
 
 OUT = Path(__file__).resolve().parent / "out"
-SECTIONS = ("floor", "direct", "bridge", "size", "profile", "breakdown", "peer", "notifications", "start", "feed")
+SECTIONS = ("compare", "size", "profile", "breakdown", "peer", "notifications", "start", "feed")
 SIZES = {"10": 10, "100": 100, "1000": 1000}
 OVERSIZED = 10_000
 
@@ -37,12 +38,8 @@ OVERSIZED = 10_000
 class Counts:
     """How many requests each measure makes (bounded, so that the whole run stays within minutes)."""
 
-    floor_sequential: int = 2000
-    floor_level: int = 5000
-    direct_sequential: int = 1000
-    direct_threaded: int = 4000
-    bridge_sequential: int = 1000
-    bridge_level: int = 3000
+    compare: Plan = Plan(sequential=1000, rounds_sequential=10, throughput=4000, rounds_throughput=4, level=3000,
+                         floor_level=5000)
     size_reps: tuple[tuple[str, int], ...] = (("10", 200), ("100", 100), ("1000", 40))
     oversized_reps: int = 5
     profile_split_s: float = 5.0
@@ -56,10 +53,11 @@ class Counts:
     feed_backlog: int = 5000
 
 
-QUICK = Counts(floor_sequential=200, floor_level=400, direct_sequential=100, direct_threaded=320,
-               bridge_sequential=100, bridge_level=300, size_reps=(("10", 20), ("100", 10), ("1000", 5)),
-               oversized_reps=2, profile_split_s=2.0, profile_sample_s=3.0, breakdown_n=200, peer_sequential=60, peer_level=160,
-               notifications=1000, start_runs=1, feed_backlog=500)
+QUICK = Counts(compare=Plan(sequential=200, rounds_sequential=4, throughput=640, rounds_throughput=2, level=300,
+                            floor_level=400),
+               size_reps=(("10", 20), ("100", 10), ("1000", 5)), oversized_reps=2, profile_split_s=2.0,
+               profile_sample_s=3.0, breakdown_n=200, peer_sequential=60, peer_level=160, notifications=1000,
+               start_runs=1, feed_backlog=500)
 
 
 def machine() -> dict[str, Any]:
@@ -101,8 +99,9 @@ class Run:
     def wanted(self, name: str) -> bool:
         return not self.only or name in self.only
 
-    def section(self, name: str, work: Callable[[], Any]) -> Any:
-        """Run ``work`` as section ``name`` (if wanted); its figures, or None on failure."""
+    def section(self, name: str, work: Callable[[], Any], *, merge: bool = False) -> Any:
+        """Run ``work`` as section ``name`` (if wanted); its figures, or None on failure. With ``merge``,
+        the result's keys become sections of their own."""
         if not self.wanted(name):
             return None
         say(f"{name}...")
@@ -114,7 +113,10 @@ class Run:
             say(f"{name} FAILED: {exc}\n{traceback.format_exc(limit=6)}")
             result = None
         else:
-            self.figures[name] = result
+            if merge:
+                self.figures.update(result)
+            else:
+                self.figures[name] = result
         self.seconds[name] = round(time.monotonic() - began, 1)
         say(f"{name} done in {self.seconds[name]} s")
         return result
@@ -131,16 +133,13 @@ def run_all(bench: BenchStack, counts: Counts, run: Run) -> None:
     big = seed.make_event(misp, OVERSIZED, f"bench {OVERSIZED} attributes") if run.wanted("size") else ""
     event_id = events["10"]
     answer_bytes = len(json.dumps(misp.get_event(event_id, pythonify=False), separators=(",", ":")))
-    run.section("floor", lambda: floor.run(bench, sequential_n=counts.floor_sequential, level_n=counts.floor_level,
-                                           answer_bytes=answer_bytes))
-    run.section("direct", lambda: direct.run(bench, event_id, sequential_n=counts.direct_sequential,
-                                             threaded_n=counts.direct_threaded))
-    if run.wanted("bridge") or run.wanted("size") or run.wanted("profile"):
-        with bench.service(bench.service_config("service-bridge")) as service:
+    if run.wanted("compare") or run.wanted("size") or run.wanted("profile"):
+        with floor.echo_service(bench), bench.service(bench.service_config("service-bridge")) as service:
             client = dxl.connect(bench.client_config("requester"))
             try:
-                run.section("bridge", lambda: bridge.run(client, event_id, sequential_n=counts.bridge_sequential,
-                                                         level_n=counts.bridge_level))
+                tuned = direct.tune(bench.misp())
+                run.section("compare", lambda: compare.run(client, misp, tuned, event_id, answer_bytes, counts.compare),
+                            merge=True)
                 run.section("size", lambda: {
                     **size.compare(misp, client, events, dict(counts.size_reps)),
                     "oversized": size.oversized(misp, client, big, OVERSIZED, counts.oversized_reps),

@@ -1,13 +1,9 @@
 """Bridge: the same calls as ``direct.py`` through the service's request topics.
 
 ``search`` is the legacy topic (payload ``{"eventid": id}``, answer ``{"response": [{"Event": ...}]}``),
-``get_event`` the modern one (``{"event_id": id}``, answer ``{"Event": ...}``). Each is timed sequentially
-(p50/p99) and with 1, 4, 16 and 64 requests in flight; every answer is decoded and checked.
-
-Figures (``figures["bridge"]``)::
-
-    {"search"|"get_event": {"sequential": Latency, "throughput": {"1"|"4"|"16"|"64": Throughput},
-                            "latency_at": {level: Latency}}}
+``get_event`` the modern one (``{"event_id": id}``, answer ``{"Event": ...}``); every answer is decoded and
+checked. ``compare.py`` times them against direct and the floor; :func:`measure` times one call on its own
+(sequential, then levels in flight), as ``peer.py`` does for ours and 0.1.5.
 """
 from __future__ import annotations
 
@@ -69,9 +65,3 @@ def measure(client: DxlClient, topic: str, payload: bytes, check: Callable[[Resp
         throughput[level] = tp.to_dict()
         latency_at[level] = lat.to_dict()
     return {"sequential": latency.to_dict(), "throughput": throughput, "latency_at": latency_at}
-
-
-def run(client: DxlClient, event_id: str, *, sequential_n: int, level_n: int) -> dict[str, Any]:
-    """Both calls through the running service (default topics)."""
-    return {name: measure(client, topic, payload, check, sequential_n=sequential_n, level_n=level_n)
-            for name, (topic, payload, check) in calls(event_id).items()}

@@ -26,7 +26,7 @@ from dxlclient.message import Message, Request, Response
 
 from dxlmispservice.dxlutil import set_tcp_nodelay
 
-from .stats import Latency, Throughput
+from .stats import Latency, Samples, Throughput
 
 Check = Callable[[Response], bool]
 
@@ -52,22 +52,29 @@ def _request(topic: str, payload: bytes) -> Request:
     return request
 
 
-def sequential(client: DxlClient, topic: str, payload: bytes, n: int, *, check: Check = is_ok,
-               warmup: int = 20, timeout: float = 30.0) -> tuple[Latency, int]:
-    """``n`` sync requests in a row: their latencies, and how many answers failed ``check``."""
+def sequential_samples(client: DxlClient, topic: str, payload: bytes, n: int, *, check: Check = is_ok,
+                       warmup: int = 0, timeout: float = 30.0) -> Samples:
+    """``n`` sync requests in a row, each timed until its answer is checked (decoded)."""
     for _ in range(warmup):
         client.sync_request(_request(topic, payload), timeout=timeout)
-    samples: list[float] = []
-    errors = 0
+    out = Samples(requests=n)
+    first = time.perf_counter()
     for _ in range(n):
         request = _request(topic, payload)
         began = time.perf_counter()
         response = client.sync_request(request, timeout=timeout)
         good = check(response)  # decoding the answer is part of the call, as PyMISP's is in direct
-        samples.append(time.perf_counter() - began)
-        if not good:
-            errors += 1
-    return Latency.of(samples), errors
+        out.latencies.append(time.perf_counter() - began)
+        out.errors += not good
+    out.seconds = time.perf_counter() - first
+    return out
+
+
+def sequential(client: DxlClient, topic: str, payload: bytes, n: int, *, check: Check = is_ok,
+               warmup: int = 20, timeout: float = 30.0) -> tuple[Latency, int]:
+    """``n`` sync requests in a row: their latencies, and how many answers failed ``check``."""
+    out = sequential_samples(client, topic, payload, n, check=check, warmup=warmup, timeout=timeout)
+    return out.latency(), out.errors
 
 
 class _Run(ResponseCallback):
@@ -98,11 +105,9 @@ class _Run(ResponseCallback):
         self.slots.release()
 
 
-def in_flight(client: DxlClient, topic: str, payload: bytes, n: int, concurrency: int, *, check: Check = is_ok,
-              warmup: int = 0, timeout: float = 60.0) -> tuple[Throughput, Latency]:
-    """``n`` requests with ``concurrency`` in flight: throughput and per-request latency."""
-    if warmup:
-        in_flight(client, topic, payload, warmup, concurrency, check=check, timeout=timeout)
+def in_flight_samples(client: DxlClient, topic: str, payload: bytes, n: int, concurrency: int, *,
+                      check: Check = is_ok, timeout: float = 60.0) -> Samples:
+    """``n`` requests with ``concurrency`` in flight, from the first send to the last answer."""
     run = _Run(concurrency, check)
     deadline = time.monotonic() + timeout
     first = time.perf_counter()
@@ -116,16 +121,22 @@ def in_flight(client: DxlClient, topic: str, payload: bytes, n: int, concurrency
     with run.lock:
         while len(run.samples) < n and time.monotonic() < deadline and run.sent_at:
             run.done.wait(max(deadline - time.monotonic(), 0.001))
-        answered = len(run.samples)
-        last = run.last or time.perf_counter()
         samples = list(run.samples)
+        last = run.last or time.perf_counter()
         errors = run.errors
         run.sent_at.clear()  # late answers are no longer counted
-    throughput = Throughput(requests=n, seconds=last - first, errors=errors, lost=n - answered,
-                            concurrency=concurrency)
     if not samples:
         raise RuntimeError(f"no answer at all on {topic} within {timeout} s")
-    return throughput, Latency.of(samples)
+    return Samples(latencies=samples, seconds=last - first, requests=n, errors=errors, lost=n - len(samples))
+
+
+def in_flight(client: DxlClient, topic: str, payload: bytes, n: int, concurrency: int, *, check: Check = is_ok,
+              warmup: int = 0, timeout: float = 60.0) -> tuple[Throughput, Latency]:
+    """``n`` requests with ``concurrency`` in flight: throughput and per-request latency."""
+    if warmup:
+        in_flight_samples(client, topic, payload, warmup, concurrency, check=check, timeout=timeout)
+    out = in_flight_samples(client, topic, payload, n, concurrency, check=check, timeout=timeout)
+    return out.throughput(concurrency), out.latency()
 
 
 def in_flight_for(client: DxlClient, topic: str, payload: bytes, seconds: float, concurrency: int, *,

@@ -1,8 +1,8 @@
 """Size: get_event on events of 10, 100 and 1,000 attributes, bridge against direct; the oversized answer;
 paging a 10,000-attribute event.
 
-- For each size, direct PyMISP ``get_event`` and the bridge's ``get_event`` topic are timed in turn
-  (sequential, p50/p99), and the bridge's answer size is recorded.
+- For each size, direct PyMISP ``get_event`` and the bridge's ``get_event`` topic are timed sequentially,
+  interleaved in rounds (p50/p99), and the bridge's answer size is recorded.
 - The 10,000-attribute event's ``get_event`` answer is larger than ``maxResponseSize``: the bridge must
   answer with the response_too_large error (code 5) rather than a timeout. It is timed.
 - That event is then read back whole through the legacy ``search`` topic on the attributes controller
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from dxlclient.client import DxlClient
@@ -28,34 +29,35 @@ from dxlmispservice.topics import request_topic
 
 from . import direct, dxl
 from .bridge import decoded, get_event_answer_ok
-from .stats import Latency
+from .compare import rounds
+from .stats import Latency, Samples
 
 PAGE = 1000
 
 
-def _bridge_get_event(client: DxlClient, event_id: str, n: int) -> tuple[Latency, int]:
-    payload = json.dumps({"event_id": event_id}).encode()
-    topic = request_topic("get_event")
-    answer = dxl.request_once(client, topic, payload)
-    if not get_event_answer_ok(answer):
-        raise RuntimeError(f"bridge get_event {event_id}: {answer.error_message or 'a wrong answer'}")
-    latency, errors = dxl.sequential(client, topic, payload, n, check=get_event_answer_ok, warmup=2)
-    if errors:
-        raise RuntimeError(f"bridge get_event {event_id}: {errors} wrong answers")
-    return latency, len(answer.payload or b"")
-
-
-def compare(misp: Any, client: DxlClient, events: dict[str, str], reps: dict[str, int]) -> dict[str, Any]:
-    """``events`` maps a size ("10", ...) to an event id: direct and bridge get_event for each."""
+def compare(misp: Any, client: DxlClient, events: dict[str, str], reps: dict[str, int],
+            rounds_count: int = 5) -> dict[str, Any]:
+    """``events`` maps a size ("10", ...) to an event id: direct and bridge get_event for each, interleaved
+    in rounds."""
     out: dict[str, Any] = {}
+    topic = request_topic("get_event")
     for size, event_id in events.items():
         call = direct.calls(event_id)["get_event"]
-        direct_latency, errors = direct.sequential(misp, call, reps[size], warmup=2)
-        if errors:
-            raise RuntimeError(f"direct get_event {event_id}: {errors} wrong answers")
-        bridge_latency, size_bytes = _bridge_get_event(client, event_id, reps[size])
-        out[size] = {"attributes": int(size), "bytes": size_bytes, "direct": direct_latency.to_dict(),
-                     "bridge": bridge_latency.to_dict()}
+        payload = json.dumps({"event_id": event_id}).encode()
+        answer = dxl.request_once(client, topic, payload)
+        if not get_event_answer_ok(answer):
+            raise RuntimeError(f"bridge get_event {event_id}: {answer.error_message or 'a wrong answer'}")
+        steps: dict[str, Callable[[int], Samples]] = {
+            "direct": lambda k, c=call: direct.sequential_samples(misp, c, k),
+            "bridge": lambda k, p=payload: dxl.sequential_samples(client, topic, p, k, check=get_event_answer_ok)}
+        for step in steps.values():
+            step(2)
+        pooled = rounds(steps, reps[size], min(rounds_count, reps[size]))
+        for name, got in pooled.items():
+            if got.errors:
+                raise RuntimeError(f"{name} get_event {event_id}: {got.errors} wrong answers")
+        out[size] = {"attributes": int(size), "bytes": len(answer.payload or b""),
+                     "direct": pooled["direct"].latency().to_dict(), "bridge": pooled["bridge"].latency().to_dict()}
     return out
 
 

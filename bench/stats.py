@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -76,3 +76,33 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or denominator is None or denominator == 0:
         return None
     return numerator / denominator
+
+
+@dataclass
+class Samples:
+    """The raw results of timed runs, pooled across rounds: per-request latencies (s), wall time (s),
+    requests sent, wrong answers and lost requests."""
+
+    latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    requests: int = 0
+    errors: int = 0
+    lost: int = 0
+
+    def add(self, other: Samples) -> Samples:
+        """Pool ``other`` into this one (in place); returns self."""
+        self.latencies.extend(other.latencies)
+        self.seconds += other.seconds
+        self.requests += other.requests
+        self.errors += other.errors
+        self.lost += other.lost
+        return self
+
+    def latency(self) -> Latency:
+        """The latency summary."""
+        return Latency.of(self.latencies)
+
+    def throughput(self, concurrency: int) -> Throughput:
+        """The throughput over the pooled wall time."""
+        return Throughput(requests=self.requests, seconds=self.seconds, errors=self.errors, lost=self.lost,
+                          concurrency=concurrency)
