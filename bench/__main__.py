@@ -2,7 +2,8 @@
 
 Sections, in order: compare (floor, direct and bridge, interleaved; then size and profile on the same
 service), breakdown, peer, notifications, start, feed (last: it empties MISP and fills it with its
-backlog). A section that fails is reported and the others still run. Prints the markdown table (and the profile), writes the JSON document to
+backlog). A section that fails is reported and the others still run. Prints the markdown table (and the
+profile), writes the JSON document to
 ``$BENCH_JSON`` (default ``bench/out/latest.json``), and exits 1 if any section failed.
 
 The stack's work directory is ``bench/out/work`` (logs, configs, py-spy output), replaced on each run.

@@ -75,7 +75,8 @@ def isolated_env() -> dict[str, str]:
 
 def ensure_venv(log: Path) -> str:
     """Make the peer venv if it lacks dxlmispservice 0.1.5; the pymisp version it has."""
-    probe = [str(python()), "-c", "import dxlmispservice._version as v, pymisp; print(v.__version__, pymisp.__version__)"]
+    probe = [str(python()), "-c",
+             "import dxlmispservice._version as v, pymisp; print(v.__version__, pymisp.__version__)"]
     if python().exists():
         found = subprocess.run(probe, capture_output=True, text=True, cwd=VENV, env=isolated_env())
         if found.returncode == 0 and found.stdout.split()[:1] == [VERSION]:

@@ -228,7 +228,8 @@ def _other_rows(figures: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
                     f"lost {notes['lost']}, duplicates {notes['duplicates']}", ""))
     feed = figures.get("feed")
     if feed:
-        out.append((f"Feed: backlog of {feed['backlog']:,} events", f"{feed['seconds']:.1f} s ({feed['rate']:.0f} events/s)",
+        out.append((f"Feed: backlog of {feed['backlog']:,} events",
+                    f"{feed['seconds']:.1f} s ({feed['rate']:.0f} events/s)",
                     f"duplicates {feed['duplicates']}, lost {feed['lost']}", ""))
     peer = figures.get("peer")
     if peer:

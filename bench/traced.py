@@ -11,7 +11,8 @@ it wraps, in this process only,
 - ``MispClient.call`` (``misp``: PyMISP's request to MISP and its decoding of the answer).
 
 Only messages on the service's request topics count. On SIGUSR1, and at exit, it writes the median and p99
-of each stage, in ms, to ``OUT.json`` (atomically, with a running ``dump`` number) and starts afresh. Derived: ``handler - misp`` is the service's own work around the MISP
+of each stage, in ms, to ``OUT.json`` (atomically, with a running ``dump`` number) and starts afresh.
+Derived: ``handler - misp`` is the service's own work around the MISP
 call; ``callback - handler`` is sending the answer; ``message - callback`` is dxlclient's decode and
 dispatch.
 """
