@@ -18,6 +18,7 @@ was forwarded would have arrived before it.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import threading
 import time
@@ -30,7 +31,7 @@ import zmq
 
 from devstack.fabric.broker import free_port
 from devstack.stack import Child, child_env
-from dxlmispservice.testing import EventWaiter, Requester, ServiceProcess, StackHandle
+from dxlmispservice.testing import EventWaiter, Requester, ServiceProcess, StackHandle, make_config_dir
 
 PREFIX = "/opendxl-misp/event/zeromq-notifications"
 SERVICE = "/opendxl-misp/service/misp-api"
@@ -238,19 +239,25 @@ def own_misp(stack: StackHandle, tmp_path_factory: pytest.TempPathFactory) -> It
         server.stop()
 
 
-def variant(own_misp: OwnMisp, unique_id: str, topics: str) -> dict[str, dict[str, str | None]]:
-    """The overrides of a notification-only service variant on ``own_misp``'s publisher."""
-    return {"General": {"host": own_misp.url, "serviceUniqueId": unique_id, "zeroMqNotificationTopics": topics,
-                        "zeroMqPort": str(own_misp.zmq_port), "apiNames": "get_event"},
-            "Feed": {"enabled": "false"}}
+def variant(stack: StackHandle, own_misp: OwnMisp, directory: Path, unique_id: str, topics: str) -> Path:
+    """A notification-only service variant on ``own_misp``'s publisher, in ``directory``.
+
+    The session service's config dir is copied without its feed state first: ``make_config_dir`` can meet
+    the session feed's temporary state file vanishing mid-copy.
+    """
+    base = directory / "base"
+    shutil.copytree(stack.info["service_config_dir"], base, ignore=shutil.ignore_patterns("*feed-state*"))
+    return make_config_dir(base, directory / "service", {
+        "General": {"host": own_misp.url, "serviceUniqueId": unique_id, "zeroMqNotificationTopics": topics,
+                    "zeroMqPort": str(own_misp.zmq_port), "apiNames": "get_event"},
+        "Feed": {"enabled": "false"}})
 
 
 @pytest.fixture(scope="module")
 def json_only(stack: StackHandle, own_misp: OwnMisp,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """A service variant forwarding ``misp_json`` only (a ZeroMQ prefix of every other MISP topic)."""
-    directory = tmp_path_factory.mktemp("json-only")
-    config = stack.config_dir(directory, variant(own_misp, JSON_ONLY, "misp_json"))
+    config = variant(stack, own_misp, tmp_path_factory.mktemp("json-only"), JSON_ONLY, "misp_json")
     with stack.run_service(config) as service:
         yield service
 
@@ -259,8 +266,8 @@ def json_only(stack: StackHandle, own_misp: OwnMisp,
 def heartbeats(stack: StackHandle, own_misp: OwnMisp,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """A service variant forwarding ``misp_json_self`` (the heartbeat) and ``misp_json_event``."""
-    directory = tmp_path_factory.mktemp("heartbeats")
-    config = stack.config_dir(directory, variant(own_misp, HEARTBEATS, "misp_json_self,misp_json_event"))
+    config = variant(stack, own_misp, tmp_path_factory.mktemp("heartbeats"), HEARTBEATS,
+                     "misp_json_self,misp_json_event")
     with stack.run_service(config) as service:
         yield service
 
