@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -160,7 +161,12 @@ def run_all(bench: BenchStack, counts: Counts, run: Run) -> None:
     run.section("feed", lambda: feed.run(bench, backlog=counts.feed_backlog))
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(f"bench: stopped by signal {signum}")  # unwinds, so every child is stopped by PID
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parser = argparse.ArgumentParser(prog="python -m bench", description="dxlmispservice benchmarks.")
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run, not for the README)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=[], help="run only these sections")
