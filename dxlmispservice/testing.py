@@ -36,6 +36,8 @@ from dxlclient.client_config import DxlClientConfig
 from dxlclient.exceptions import WaitTimeoutException
 from dxlclient.message import Event, Message, Request
 
+from .dxlutil import set_tcp_nodelay
+
 SERVICE_TYPE = "/opendxl-misp/service/misp-api"
 REGISTRY_QUERY_TOPIC = "/mcafee/service/dxl/svcregistry/query"
 READY_PREFIX = "devstack ready "
@@ -164,6 +166,7 @@ class Requester:
         config = DxlClientConfig.create_dxl_config_from_file(os.fspath(config_path))
         config.connect_retries = connect_retries
         self.client = DxlClient(config)
+        set_tcp_nodelay(self.client)  # before connect: the hook covers the first socket and every reconnect
         self.client.connect()
 
     def request(self, topic: str, payload: Any = None, timeout: float = 30.0) -> Reply:
