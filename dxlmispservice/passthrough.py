@@ -29,6 +29,7 @@ import inspect
 import json
 import re
 import types
+from collections import abc
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
@@ -132,13 +133,33 @@ def allowed_names(cls: type = PyMISP) -> list[str]:
     return [name for name in public_names(cls) if refusal_reason(name, cls) is None]
 
 
+#: The JSON scalar types: to_json returns these as they are.
+_PLAIN = frozenset((str, int, float, bool, type(None)))
+
+
 def to_json(value: Any) -> Any:
-    """A PyMISP result as MISP's JSON: entities become their dicts, containers are mapped."""
+    """A PyMISP result as MISP's JSON: entities become their dicts, containers are mapped.
+
+    With ``pythonify=False`` PyMISP answers plain JSON, so plain dicts, lists and scalars take a fast path
+    (exact type checks, no call per scalar); anything else goes through :func:`_convert`."""
+    kind = type(value)
+    if kind is dict:
+        return {key if type(key) is str else str(key): item if type(item) in _PLAIN else to_json(item)
+                for key, item in value.items()}
+    if kind is list:
+        return [item if type(item) in _PLAIN else to_json(item) for item in value]
+    if kind in _PLAIN:
+        return value
+    return _convert(value)
+
+
+def _convert(value: Any) -> Any:
+    """:func:`to_json` for what is not a plain dict, list or JSON scalar."""
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
     if isinstance(value, AbstractMISP):
         return to_json(value.jsonable())
-    if isinstance(value, Mapping):
+    if isinstance(value, abc.Mapping):
         return {str(key): to_json(item) for key, item in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [to_json(item) for item in value]

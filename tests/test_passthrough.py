@@ -327,6 +327,24 @@ def test_results_come_back_as_misp_json(client: FakeClient) -> None:
     assert result[2] == {"when": when.isoformat(), "day": "2024-01-02", "id": str(UUID(int=1))}
 
 
+def test_plain_json_comes_back_equal_as_a_copy() -> None:
+    """Plain JSON (pythonify=False) comes back equal, as new containers, with non-string keys made strings."""
+    value = {"Event": {"id": "1", "n": 2, "f": 1.5, "ok": True, "none": None, "Attribute": [{"v": "x"}, [1, "2"]]},
+             3: ["a"]}
+    result = passthrough.to_json(value)
+    assert result == {"Event": value["Event"], "3": ["a"]}
+    assert result["Event"] is not value["Event"] and result["Event"]["Attribute"] is not value["Event"]["Attribute"]
+
+
+def test_entities_nested_in_plain_json_are_converted() -> None:
+    """An entity, a tuple or a set inside plain dicts and lists still gets its JSON form."""
+    event = MISPEvent()
+    event.from_dict(info="inside", distribution=1)
+    result = passthrough.to_json({"list": [{"event": event}], "pair": (1, 2), "when": date(2024, 1, 2)})
+    assert result["list"][0]["event"]["info"] == "inside"
+    assert result["pair"] == [1, 2] and result["when"] == "2024-01-02"
+
+
 def test_result_without_json_form_is_an_internal_error() -> None:
     """A result that has no JSON form raises InternalError rather than sending garbage."""
     with pytest.raises(InternalError):
