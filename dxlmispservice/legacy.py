@@ -146,30 +146,69 @@ def accepted_keys(spec: Mapping[str, Arg]) -> str:
     return ", ".join(parts)
 
 
+@dataclass(frozen=True)
+class _SpecIndex:
+    """What :func:`check` needs of a spec, worked out once: every accepted key -> (canonical name, position
+    of the key among the name's keys); the names in spec order; the required names; the defaults."""
+
+    keys: dict[str, tuple[str, int]]
+    order: dict[str, int]
+    required: tuple[str, ...]
+    defaults: tuple[str, ...]
+
+
+#: id(spec) -> (spec, its index); the spec is kept so that its id stays its own.
+_INDEXES: dict[int, tuple[Mapping[str, Arg], _SpecIndex]] = {}
+
+
+def _index(spec: Mapping[str, Arg]) -> _SpecIndex:
+    cached = _INDEXES.get(id(spec))
+    if cached is not None and cached[0] is spec:
+        return cached[1]
+    index = _SpecIndex(
+        keys={key: (name, position) for name, arg in spec.items()
+              for position, key in enumerate((name, *arg.aliases))},
+        order={name: position for position, name in enumerate(spec)},
+        required=tuple(name for name, arg in spec.items() if arg.required),
+        defaults=tuple(name for name, arg in spec.items() if not arg.required and arg.default is not None))
+    _INDEXES[id(spec)] = (spec, index)
+    return index
+
+
 def check(api_name: str, payload: Mapping[str, Any], spec: Mapping[str, Arg]) -> dict[str, Any]:
-    """The payload's values by canonical key, defaults filled in; InvalidArguments names every problem."""
+    """The payload's values by canonical key, defaults filled in; InvalidArguments names every problem.
+
+    Only the payload's keys, the required names and the defaults are looked at; the problems and the values
+    come out in spec order."""
+    index = _index(spec)
     problems: list[str] = []
-    known = {alias for name, arg in spec.items() for alias in (name, *arg.aliases)}
-    unknown = sorted(key for key in payload if key not in known)
+    unknown = sorted(key for key in payload if key not in index.keys)
     if unknown:
         problems.append("unknown key(s) " + ", ".join(f"'{key}'" for key in unknown))
+    given: dict[str, list[tuple[int, str]]] = {}
+    for key, value in payload.items():
+        if value is not None and key in index.keys:
+            name, position = index.keys[key]
+            given.setdefault(name, []).append((position, key))
+    names = set(given).union(index.required, index.defaults)
     values: dict[str, Any] = {}
-    for name, arg in spec.items():
-        given = [key for key in (name, *arg.aliases) if payload.get(key) is not None]
-        if len(given) > 1:
-            problems.append("give only one of " + " or ".join(f"'{key}'" for key in given))
-        elif not given:
+    for name in sorted(names, key=index.order.__getitem__):
+        arg = spec[name]
+        keys = [key for _, key in sorted(given.get(name, ()))]
+        if len(keys) > 1:
+            problems.append("give only one of " + " or ".join(f"'{key}'" for key in keys))
+        elif not keys:
             if arg.required:
                 problems.append("missing " + " or ".join(f"'{key}'" for key in (name, *arg.aliases)))
             elif arg.default is not None:
                 values[name] = arg.default
         else:
             convert, expected = _KINDS[arg.kind]
-            ok, value = convert(payload[given[0]])
+            ok, value = convert(payload[keys[0]])
             if ok:
                 values[name] = value
             else:
-                problems.append(f"'{given[0]}' must be {expected}")
+                problems.append(f"'{keys[0]}' must be {expected}")
     if problems:
         raise InvalidArguments(f"{api_name}: {'; '.join(problems)}. Accepted keys: {accepted_keys(spec)}")
     return values

@@ -343,6 +343,18 @@ def test_sighting_needs_one_target_and_a_known_type(client: FakeClient, misp: Fa
     assert misp.calls == []
 
 
+def test_check_reports_problems_in_spec_order_and_fills_defaults() -> None:
+    """check names unknown keys first, then each spec entry's problem in spec order; values keep spec order."""
+    spec = {"a": legacy.Arg("int", required=True), "b": legacy.Arg("text", aliases=("bee",)),
+            "c": legacy.Arg("bool", default=True), "d": legacy.Arg("int")}
+    with pytest.raises(InvalidArguments) as raised:
+        legacy.check("x", {"d": "no", "zz": 1, "bee": "1", "b": "2", "yy": 2}, spec)
+    assert raised.value.message == ("x: unknown key(s) 'yy', 'zz'; missing 'a'; give only one of 'b' or 'bee'; "
+                                    "'d' must be an integer. Accepted keys: a (required), b|bee, c, d")
+    values = legacy.check("x", {"d": "4", "bee": "t", "a": 1, "b": None}, spec)
+    assert list(values.items()) == [("a", 1), ("b", "t"), ("c", True), ("d", 4)]
+
+
 # --- search ------------------------------------------------------------------------------------------------
 def test_search_by_eventid_answers_response_list_of_events(client: FakeClient, misp: FakePyMISP) -> None:
     """search {eventid} runs an events restSearch and answers {"response": [{"Event": ...}]}."""
