@@ -7,7 +7,11 @@
    :class:`~dxlmispservice.errors.InvalidPayload`;
 2. look the api name up in the topic table and call ``handler(misp, payload)``;
 3. encode the result as compact JSON, once, and enforce ``maxResponseSize``
-   (:class:`~dxlmispservice.errors.ResponseTooLarge` says the size, the limit and how to page);
+   (:class:`~dxlmispservice.errors.ResponseTooLarge` says the size, the limit and how to page). A
+   :class:`~dxlmispservice.rawjson.RawJson` (MISP's answer as MISP sent it, from :mod:`.rawpath`) is sent
+   as it is, its size checked before anything is decoded; it is decoded and encoded like any other answer
+   only when it holds the API key, or when it is over the limit but pretty-printed or escaped (compact JSON
+   might then fit);
 4. map errors: a :class:`~dxlmispservice.errors.MispServiceError` answers with its code, message and
    ``to_payload()``; anything else is logged with its traceback and answered as
    :class:`~dxlmispservice.errors.InternalError` with a generic message and a reference to the log line.
@@ -30,6 +34,7 @@ from dxlclient.callbacks import RequestCallback
 from dxlclient.message import ErrorResponse, Request, Response
 
 from .errors import InternalError, InvalidPayload, MispServiceError, ResponseTooLarge, redact
+from .rawjson import RawJson
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +61,7 @@ class RequestHandler:
         self._misp = misp
         self._max_response_size = max_response_size
         self._secret = secret
+        self._secret_bytes = secret.encode("utf-8") if secret else None
 
     def handle(self, api_name: str, payload: bytes) -> Outcome:
         """Decode, call, encode; every failure becomes an error Outcome."""
@@ -79,17 +85,36 @@ class RequestHandler:
         return self._encode(result, api_name)
 
     def _encode(self, result: Any, api_name: str) -> bytes:
+        if type(result) is RawJson:
+            raw = self._raw(result, api_name)
+            if raw is not None:
+                return raw
         body = redact(json.dumps(result, separators=(",", ":"), ensure_ascii=False, default=_to_json),
                       self._secret).encode("utf-8")
         if len(body) > self._max_response_size:
-            logger.warning("The answer to %s is %d bytes, over maxResponseSize %d: sent response_too_large",
-                           api_name, len(body), self._max_response_size)
-            raise ResponseTooLarge(
-                f"The answer to {api_name} is {len(body)} bytes, more than the service's limit of "
-                f"{self._max_response_size} bytes (maxResponseSize). Ask for it in parts: add \"limit\" "
-                f"and \"page\" to the payload (for example {{\"limit\": 100, \"page\": 1}}, then page 2, ...) "
-                f"or narrow the request.")
+            raise self._too_large(api_name, len(body))
         return body
+
+    def _raw(self, result: RawJson, api_name: str) -> bytes | None:
+        """MISP's own bytes, sent as they are, or None when they must go the decode-and-encode way: they hold
+        the API key (to be cut out), or they are over the limit but might not be once made compact."""
+        body = result.body
+        if self._secret_bytes is not None and self._secret_bytes in body:
+            return None
+        if len(body) <= self._max_response_size:
+            return body
+        if _maybe_loose(body):
+            return None
+        raise self._too_large(api_name, len(body))
+
+    def _too_large(self, api_name: str, size: int) -> ResponseTooLarge:
+        logger.warning("The answer to %s is %d bytes, over maxResponseSize %d: sent response_too_large",
+                       api_name, size, self._max_response_size)
+        return ResponseTooLarge(
+            f"The answer to {api_name} is {size} bytes, more than the service's limit of "
+            f"{self._max_response_size} bytes (maxResponseSize). Ask for it in parts: add \"limit\" "
+            f"and \"page\" to the payload (for example {{\"limit\": 100, \"page\": 1}}, then page 2, ...) "
+            f"or narrow the request.")
 
     def _ok(self, body: bytes) -> Outcome:
         return Outcome(ok=True, body=body)
@@ -102,6 +127,17 @@ class RequestHandler:
             text = json.dumps({"code": exc.code, "error": exc.name, "message": message}, separators=(",", ":"))
         return Outcome(ok=False, body=redact(text, self._secret).encode("utf-8"), error_code=exc.code,
                        error_message=message)
+
+
+#: Bytes that compact JSON (as the handler encodes it) would shorten: a line break (JSON holds one only
+#: between tokens, so the body is pretty-printed), a \u escape, an escaped slash.
+_LOOSE = (b"\n", b"\\u", b"\\/")
+
+
+def _maybe_loose(body: bytes) -> bool:
+    """True when ``body`` might get shorter as compact JSON: it is pretty-printed or holds escapes that
+    compact JSON writes shorter (a quick look at its bytes; a false alarm only costs a decode)."""
+    return any(mark in body for mark in _LOOSE)
 
 
 def decode_payload(payload: bytes | str | None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from pymisp import MISPEvent
 from dxlmispservice.errors import (InternalError, InvalidArguments, InvalidPayload, MispRefused,
                                    MispUnavailable, ResponseTooLarge)
 from dxlmispservice.handler import DxlRequestCallback, Outcome, RequestHandler, decode_payload
+from dxlmispservice.rawjson import RawJson
 
 KEY = "handlerKey0123456789abcdefghijklmnopqrs"
 REFUSAL = {"name": "Invalid event", "message": "Invalid event", "url": "/events/view/9"}
@@ -181,6 +182,53 @@ def test_pymisp_objects_dates_and_sets_are_encoded(handler: RequestHandler) -> N
 def test_raw_bytes_result_is_internal_error(handler: RequestHandler) -> None:
     """A handler returning raw bytes is a bug: internal_error."""
     assert handler.handle("raw_bytes", b"{}").error_code == InternalError.code
+
+
+def raw_handler(body: bytes, limit: int = 1024) -> RequestHandler:
+    """A handler whose one topic ``raw`` answers ``RawJson(body)``."""
+    return RequestHandler({"raw": lambda misp, payload: RawJson(body)}, FakeMisp(), max_response_size=limit,
+                          secret=KEY)
+
+
+def test_raw_json_is_sent_as_it_is() -> None:
+    """A RawJson answer goes out byte for byte (blanks and escapes included), not re-encoded."""
+    raw = b'{"Event": {"id": "1", "info": "caf\\u00e9 \\/x"}}'
+    outcome = raw_handler(raw).handle("raw", b"{}")
+    assert outcome.ok and outcome.body == raw
+
+
+def test_raw_json_over_the_limit_fails_before_any_decode() -> None:
+    """A compact RawJson over maxResponseSize is response_too_large at once, naming its size: its bytes are
+    never decoded (these are not even valid JSON)."""
+    raw = b'{"Event":{"Attribute":[' + b'{"value":"10.0.0.1"},' * 100 + b"!!"
+    outcome = raw_handler(raw).handle("raw", b"{}")
+    assert outcome.error_code == ResponseTooLarge.code and f"{len(raw)} bytes" in outcome.error_message
+
+
+def test_pretty_raw_json_over_the_limit_is_measured_compact() -> None:
+    """A pretty-printed RawJson over the limit is measured as the compact JSON the service would send: sent
+    compact when that fits, response_too_large with the compact size when it does not."""
+    value = {"Event": {"Attribute": [{"value": f"10.0.0.{i}"} for i in range(30)]}}
+    raw = json.dumps(value, indent=4).encode()
+    compact = json.dumps(value, separators=(",", ":")).encode()
+    assert len(compact) < 1024 < len(raw)
+    outcome = raw_handler(raw).handle("raw", b"{}")
+    assert outcome.ok and outcome.body == compact
+    outcome = raw_handler(raw, limit=len(compact) - 1).handle("raw", b"{}")
+    assert outcome.error_code == ResponseTooLarge.code and f"{len(compact)} bytes" in outcome.error_message
+
+
+def test_key_cut_from_raw_json() -> None:
+    """A RawJson that holds the API key is decoded and re-encoded with the key cut out."""
+    outcome = raw_handler(json.dumps({"User": {"authkey": KEY}}).encode()).handle("raw", b"{}")
+    assert outcome.ok and KEY not in outcome.body.decode() and body(outcome) == {"User": {"authkey": "<redacted>"}}
+
+
+def test_raw_json_inside_another_answer_is_encoded() -> None:
+    """A RawJson nested in a larger answer is encoded as the object it holds."""
+    handler = RequestHandler({"nested": lambda misp, payload: [RawJson(b'{"a": 1}')]}, FakeMisp(),
+                             max_response_size=1024)
+    assert handler.handle("nested", b"{}").body == b'[{"a":1}]'
 
 
 def test_unknown_api_name_is_internal_error(handler: RequestHandler) -> None:
