@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from pymisp import MISPAttribute, MISPEvent, MISPSighting, PyMISP
 
+from . import rawpath
 from .errors import InvalidArguments
 from .passthrough import call_misp, to_json
 
@@ -245,6 +246,8 @@ def get_event(misp: MispClient, payload: dict[str, Any]) -> Any:
     """One event by id or UUID; answers MISP's ``{"Event": {...}}``."""
     args = check("get_event", payload, GET_EVENT)
     ref = args.pop("event_id")
+    if rawpath.supported(misp):  # MISP's answer forwarded undecoded (see rawpath)
+        return rawpath.get_event(misp, ref, **args)
     return to_json(call_misp(misp, "get_event", lambda p: p.get_event(ref, pythonify=False, **args)))
 
 
@@ -454,6 +457,10 @@ def search(misp: MispClient, payload: dict[str, Any]) -> Any:
         if negative is not None:
             args[key] = _with_not(key, not_key, args.get(key), negative)
     passed = {key: args.pop(key) for key in _PASSED_AS_IS if key in args}
+    if rawpath.supported(misp):  # MISP's answer forwarded undecoded where the payload allows (see rawpath)
+        body = rawpath.search_body(controller, return_format, args, passed)
+        if body is not None:
+            return rawpath.search(misp, controller, body)
     result = call_misp(misp, "search", lambda p: p.search(
         controller=controller, return_format=return_format, pythonify=False, **args, **passed))
     return {"response": to_json(result)}

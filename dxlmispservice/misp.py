@@ -18,6 +18,9 @@ Mapping (:meth:`MispClient.call`):
   failed build ->
   :class:`~dxlmispservice.errors.MispUnavailable`.
 
+:meth:`MispClient.fetch` is the raw path for the hottest read calls: one request on PyMISP's own session
+(:class:`RawSender`), MISP's JSON body handed back as bytes, undecoded, with the same mapping.
+
 No message carries the API key (:func:`~dxlmispservice.errors.redact`).
 """
 from __future__ import annotations
@@ -28,11 +31,14 @@ import re
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urljoin
 
 import requests
 from pymisp import PyMISP
 from pymisp.exceptions import MISPServerError, PyMISPError, PyMISPUnexpectedResponse
 from requests.adapters import HTTPAdapter
+from requests.cookies import RequestsCookieJar
+from requests.structures import CaseInsensitiveDict
 
 from . import __version__
 from .errors import MispRefused, MispUnavailable, redact
@@ -48,6 +54,9 @@ EXTRA_CONNECTIONS = 2
 MAX_QUOTE = 500
 
 _STATUS_IN_MESSAGE = re.compile(r"^Error code (\d{3})\b")
+#: The headers PyMISP puts on every JSON request, over its session's own.
+_JSON_HEADERS = {"Accept": "application/json", "content-type": "application/json"}
+_BLANKS = b" \t\r\n"
 
 
 class BuildRefused(Exception):
@@ -139,6 +148,55 @@ def build_pymisp(settings: Settings) -> PyMISP:
     )
 
 
+class RawSender:
+    """Sends one request on a built PyMISP's own session, as PyMISP would, and hands back the response.
+
+    Same session (its pool, ``trust_env``, headers with the API key and User-Agent), same verify, cert,
+    timeout and proxies. What PyMISP works out on every call is worked out once here when nothing can change
+    it: with ``trust_env`` off, no ``auth`` object and no cookies in the session, the prepared request is
+    built from the session's headers directly and the merged send settings are reused. Otherwise each call
+    is prepared by the session, as PyMISP does it.
+    """
+
+    def __init__(self, pymisp: PyMISP) -> None:
+        self.pymisp = pymisp
+        self.session: requests.Session = getattr(pymisp, "_PyMISP__session")
+        self.headers = CaseInsensitiveDict(self.session.headers)
+        self.headers.update(_JSON_HEADERS)
+        self.settings = self._settings(pymisp.root_url)
+
+    def _settings(self, url: str) -> dict[str, Any]:
+        pymisp = self.pymisp
+        return self.session.merge_environment_settings(url, proxies=dict(pymisp.proxies or {}), stream=None,
+                                                       verify=pymisp.ssl, cert=pymisp.cert)
+
+    def _fast(self) -> bool:
+        return not self.session.trust_env and self.pymisp.auth is None and not self.session.cookies
+
+    def send(self, method: str, path: str, body: bytes | None) -> requests.Response:
+        """``method`` on MISP's ``path`` (relative to its URL) with a JSON ``body``; redirects are followed."""
+        url = urljoin(self.pymisp.root_url, path)
+        if self._fast():
+            prepared = requests.PreparedRequest()
+            prepared.method = method
+            prepared.url = url
+            prepared.headers = self.headers.copy()
+            prepared._cookies = RequestsCookieJar()  # noqa: SLF001 - what prepare_request leaves there
+            prepared.body = body
+            if body is not None:
+                prepared.headers["Content-Length"] = str(len(body))
+            elif method not in ("GET", "HEAD"):
+                prepared.headers["Content-Length"] = "0"
+            settings = self.settings
+        else:
+            request = requests.Request(method, url, data=body)
+            request.auth = self.pymisp.auth
+            prepared = self.session.prepare_request(request)
+            prepared.headers.update(_JSON_HEADERS)
+            settings = self._settings(url)
+        return self.session.send(prepared, timeout=self.pymisp.timeout, **settings)
+
+
 class MispClient:
     """One shared PyMISP, built on first use; :meth:`call` runs a function on it and maps failures."""
 
@@ -150,6 +208,7 @@ class MispClient:
         self._pymisp: PyMISP | None = None
         self._failed_builds = 0
         self._last_failure = ""
+        self._sender: RawSender | None = None
 
     @property
     def url(self) -> str:
@@ -183,6 +242,67 @@ class MispClient:
             status, body = refusal
             raise self._refused(status, body)
         return result
+
+    def fetch(self, method: str, path: str, body: bytes | None = None) -> bytes:
+        """MISP's answer to one request, as the bytes of a JSON object or array, undecoded.
+
+        The request goes on PyMISP's own session (:class:`RawSender`), through :meth:`call`. Failures map as
+        PyMISP's answers do: a 4xx -> MispRefused with MISP's status and JSON body (or its text); a 5xx, a
+        connection error or a timeout -> MispUnavailable; a 2xx that is not a JSON object or array ->
+        MispUnavailable. Whether a 2xx is JSON is judged by its first and last non-blank bytes; a body that
+        does not pass that test is decoded to be sure (a JSON array or object found that way comes back
+        re-encoded)."""
+        return self.call(lambda pymisp: self._fetch(pymisp, method, path, body))
+
+    def read_json(self, content: bytes) -> dict[str, Any] | list[Any]:
+        """``content`` read as PyMISP reads a JSON answer: decoded, a non-null top-level ``response``
+        unwrapped; anything but a JSON object or array then -> MispUnavailable."""
+        try:
+            value = json.loads(content)
+        except (ValueError, RecursionError):
+            raise self._not_json(content.decode("utf-8", "replace")) from None
+        return self._container(value)
+
+    def _fetch(self, pymisp: PyMISP, method: str, path: str, body: bytes | None) -> bytes:
+        sender = self._sender
+        if sender is None or sender.pymisp is not pymisp:
+            sender = self._sender = RawSender(pymisp)
+        response = sender.send(method, path, body)
+        status = response.status_code
+        if status >= 500:
+            raise self._unavailable(f"MISP at {self.url} failed with a server error: {_quote(response.text)}")
+        if status >= 400:
+            try:
+                refusal = json.loads(response.content)
+            except (ValueError, RecursionError):
+                raise self._refused(status, None, response.text) from None
+            raise self._refused(status, refusal)
+        content = response.content
+        stripped = content.strip(_BLANKS)
+        if stripped[:1] + stripped[-1:] in (b"{}", b"[]"):
+            return content
+        try:
+            value = json.loads(content)
+        except (ValueError, RecursionError):
+            raise self._not_json(response.text) from None
+        if not isinstance(value, (dict, list)):
+            raise self._container_expected(value)
+        return json.dumps(value).encode("utf-8")
+
+    def _container(self, value: Any) -> dict[str, Any] | list[Any]:
+        if isinstance(value, dict) and value.get("response") is not None:
+            value = value["response"]
+        if not isinstance(value, (dict, list)):
+            raise self._container_expected(value)
+        return value
+
+    def _not_json(self, text: str) -> MispUnavailable:
+        return self._unavailable(f"MISP at {self.url} answered something that is not JSON: "
+                                 f"{_quote(f'Unexpected response (size: {len(text)}) from server: {text}')}")
+
+    def _container_expected(self, value: Any) -> MispUnavailable:
+        return self._unavailable(f"MISP at {self.url} answered something that is not JSON: "
+                                 f"{_quote(f'A dict was expected, got a string: {value}')}")
 
     def _get(self) -> PyMISP:
         """The shared PyMISP, built now if needed; a build that failed while this thread waited is not
