@@ -183,13 +183,14 @@ def check(api_name: str, payload: Mapping[str, Any], spec: Mapping[str, Arg]) ->
     come out in spec order."""
     index = _index(spec)
     problems: list[str] = []
-    unknown = sorted(key for key in payload if key not in index.keys)
+    keys = index.keys
+    unknown = [key for key in payload if key not in keys]
     if unknown:
-        problems.append("unknown key(s) " + ", ".join(f"'{key}'" for key in unknown))
+        problems.append("unknown key(s) " + ", ".join(f"'{key}'" for key in sorted(unknown)))
     given: dict[str, list[tuple[int, str]]] = {}
     for key, value in payload.items():
-        if value is not None and key in index.keys:
-            name, position = index.keys[key]
+        if value is not None and key in keys:
+            name, position = keys[key]
             given.setdefault(name, []).append((position, key))
     names = set(given).union(index.required, index.defaults)
     values: dict[str, Any] = {}

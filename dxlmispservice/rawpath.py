@@ -141,6 +141,8 @@ _FIELDS: dict[str, tuple[str, Any]] = {
 }
 #: The PyMISP keywords the raw path knows (a search payload with any other goes the PyMISP way).
 KNOWN = frozenset(_FIELDS) | frozenset(_SYNONYMS)
+#: What PyMISP sends for the 0/1 flags nobody gave (None -> 0); every other unset name is left out.
+_UNSET_FLAGS = {name: 0 for name, convert in _FIELDS.values() if convert is _flag}
 
 
 def search_body(controller: str, return_format: str, args: Mapping[str, Any],
@@ -148,24 +150,27 @@ def search_body(controller: str, return_format: str, args: Mapping[str, Any],
     """The restSearch JSON body ``PyMISP.search(controller=..., return_format=..., **args, **passed)`` would
     send, or None when the raw path cannot give exactly what the PyMISP path gives.
 
-    ``args`` holds PyMISP keyword arguments, ``passed`` the extra names PyMISP passes on as they are."""
+    ``args`` holds PyMISP keyword arguments, ``passed`` the extra names PyMISP passes on as they are. The
+    body holds the same names and values as PyMISP's (their order in the JSON object may differ)."""
     if controller not in RAW_CONTROLLERS or return_format != RAW_FORMAT or not KNOWN.issuperset(args):
         return None
-    given = dict(args)
-    for synonym, keyword in _SYNONYMS.items():
-        if given.get(synonym) is not None:
-            given[keyword] = given[synonym]
-    query: dict[str, Any] = dict(passed)
+    given = {keyword: value for keyword, value in args.items() if value is not None}
+    for synonym in _SYNONYMS.keys() & given.keys():
+        given[_SYNONYMS[synonym]] = given.pop(synonym)
+    query: dict[str, Any] = {key: value for key, value in passed.items() if value is not None}
+    query.update(_UNSET_FLAGS)
     query["returnFormat"] = return_format
     try:
-        for keyword, (name, convert) in _FIELDS.items():
-            value = given.get(keyword)
-            if value is None and convert in (_time_range, _to_ids):
-                continue
-            query[name] = convert(value)
+        for keyword, value in given.items():
+            name, convert = _FIELDS[keyword]
+            converted = convert(value)
+            if converted is None:
+                query.pop(name, None)
+            else:
+                query[name] = converted
     except _Inexact:
         return None
-    return json.dumps({key: value for key, value in query.items() if value is not None}).encode("utf-8")
+    return json.dumps(query).encode("utf-8")
 
 
 def search(misp: MispClient, controller: str, body: bytes) -> Any:
