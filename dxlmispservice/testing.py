@@ -250,10 +250,12 @@ def make_config_dir(source: str | os.PathLike[str], target: str | os.PathLike[st
                     overrides: Mapping[str, Mapping[str, str | None]] | None = None) -> Path:
     """Copy the config dir ``source`` to ``target`` and apply ``{section: {key: value}}`` (None drops a key).
 
-    A ``[Feed]`` stateFile is moved into ``target``, so that a variant never shares the original's state.
+    A ``[Feed]`` stateFile is moved into ``target``, so that a variant never shares the original's state;
+    the original's live state files and logs are not copied (a variant's feed starts with a first run).
     """
     destination = Path(target)
-    shutil.copytree(source, destination, dirs_exist_ok=True)
+    shutil.copytree(source, destination, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("*state*.json", "*state*.json.*", "*.tmp", "*.log"))
     parser = read_service_config(destination)
     if parser.has_option("Feed", "stateFile"):
         parser["Feed"]["stateFile"] = str(destination.resolve() / "feed-state.json")

@@ -56,6 +56,15 @@ def test_make_config_dir_moves_the_feed_state_into_the_variant(tmp_path: Path) -
     assert read_service_config(target)["Feed"]["stateFile"] == str((tmp_path / "variant" / "feed-state.json").resolve())
 
 
+def test_make_config_dir_leaves_live_state_and_logs_behind(tmp_path: Path) -> None:
+    """A variant copies no feed state file, no half-written temp state and no log of the original."""
+    source = write_config_dir(tmp_path / "source")
+    for name in ("feed-state.json", ".feed-state-abc.tmp", "service.log"):
+        (source / name).write_text("{}")
+    target = make_config_dir(source, tmp_path / "variant")
+    assert {p.name for p in target.iterdir()} == {"dxlclient.config", "logging.config", "dxlmispservice.config"}
+
+
 def test_dead_url_refuses_connections() -> None:
     """dead_url names a local port where a connection is refused."""
     url = dead_url()
