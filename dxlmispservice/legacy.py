@@ -17,171 +17,26 @@ default ``alert=true`` (MISP sends the alert e-mail); send ``"alert": false`` to
 from __future__ import annotations
 
 import inspect
-import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from pymisp import MISPAttribute, MISPEvent, MISPSighting, PyMISP
 
 from . import rawpath
 from .errors import InvalidArguments
+from .legacyargs import KINDS, Arg, accepted_keys, as_bool, as_ref, spec_index, unwrap
 from .passthrough import call_misp, to_json
 
 if TYPE_CHECKING:
     from .misp import MispClient
 
-_UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.IGNORECASE)
-_DIGITS = re.compile(r"^[0-9]+$")
-_WRAPPERS = ("Event", "Attribute", "Object", "ShadowAttribute")
 
-
-# --- payload checks ------------------------------------------------------------------------------------------
-def _as_text(v: Any) -> tuple[bool, Any]:
-    return isinstance(v, str), v
-
-
-def _as_int(v: Any) -> tuple[bool, Any]:
-    if isinstance(v, int) and not isinstance(v, bool):
-        return True, v
-    if isinstance(v, str) and _DIGITS.match(v.strip()):
-        return True, int(v)
-    return False, v
-
-
-def _as_bool(v: Any) -> tuple[bool, Any]:
-    if isinstance(v, bool):
-        return True, v
-    if isinstance(v, int) and v in (0, 1):
-        return True, bool(v)
-    if isinstance(v, str) and v.strip().lower() in ("0", "1", "true", "false"):
-        return True, v.strip().lower() in ("1", "true")
-    return False, v
-
-
-def _unwrap(v: dict[str, Any]) -> dict[str, Any]:
-    if len(v) == 1 and next(iter(v)) in _WRAPPERS and isinstance(next(iter(v.values())), dict):
-        return next(iter(v.values()))
-    return v
-
-
-def _as_ref(v: Any) -> tuple[bool, Any]:
-    """An event/attribute reference: a number, a UUID, or a JSON entity that has one (id first)."""
-    if isinstance(v, dict):
-        inner = _unwrap(v)
-        v = inner.get("id") if inner.get("id") not in (None, "") else inner.get("uuid")
-    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
-        return True, v
-    if isinstance(v, str) and (_DIGITS.match(v) or _UUID.match(v)):
-        return True, v
-    return False, v
-
-
-def _as_uuid(v: Any) -> tuple[bool, Any]:
-    if isinstance(v, dict):
-        v = _unwrap(v).get("uuid")
-    return isinstance(v, str) and bool(_UUID.match(v)), v
-
-
-def _as_scalar(v: Any) -> tuple[bool, Any]:
-    return isinstance(v, (str, int, float)) and not isinstance(v, bool), v
-
-
-def _as_value(v: Any) -> tuple[bool, Any]:
-    if isinstance(v, list):
-        return bool(v) and all(_as_scalar(x)[0] for x in v), v
-    return _as_scalar(v)
-
-
-def _as_terms(v: Any) -> tuple[bool, Any]:
-    if isinstance(v, list):
-        return all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in v), v
-    if isinstance(v, dict):
-        return set(v) <= {"OR", "AND", "NOT"}, v
-    return isinstance(v, (str, int)) and not isinstance(v, bool), v
-
-
-def _as_tag(v: Any) -> tuple[bool, Any]:
-    if isinstance(v, dict):
-        inner = v["Tag"] if len(v) == 1 and isinstance(v.get("Tag"), dict) else v
-        v = inner.get("name")
-    return isinstance(v, str) and bool(v.strip()), v
-
-
-def _as_sighting_type(v: Any) -> tuple[bool, Any]:
-    ok, number = _as_int(v)
-    return ok and number in (0, 1, 2), str(number)
-
-
-_KINDS: dict[str, tuple[Callable[[Any], tuple[bool, Any]], str]] = {
-    "text": (_as_text, "a string"),
-    "int": (_as_int, "an integer"),
-    "bool": (_as_bool, "true or false"),
-    "ref": (_as_ref, "an id (number) or a UUID, or a JSON object that has one"),
-    "uuid": (_as_uuid, "a UUID, or a JSON object that has one"),
-    "value": (_as_value, "a string or number, or a non-empty list of them"),
-    "terms": (_as_terms, "a string, a list of strings, or {\"OR\"/\"AND\"/\"NOT\": [...]}"),
-    "tag": (_as_tag, "a tag name, or a JSON object with a 'name'"),
-    "scalar": (_as_scalar, "a string or a number"),
-    "sighting_type": (_as_sighting_type, "0 (sighting), 1 (false positive) or 2 (expiration)"),
-    "object": (lambda v: (isinstance(v, dict), v), "a JSON object"),
-    "json": (lambda v: (True, v), "any JSON value"),
-}
-
-
-@dataclass(frozen=True)
-class Arg:
-    """One accepted payload key: its kind, whether it is required, its default and its other names."""
-
-    kind: str
-    required: bool = False
-    default: Any = None
-    aliases: tuple[str, ...] = ()
-
-
-def accepted_keys(spec: Mapping[str, Arg]) -> str:
-    """The accepted keys of a spec, as a requester reads them."""
-    parts = []
-    for name, arg in spec.items():
-        label = "|".join((name, *arg.aliases))
-        parts.append(f"{label} (required)" if arg.required else label)
-    return ", ".join(parts)
-
-
-@dataclass(frozen=True)
-class _SpecIndex:
-    """What :func:`check` needs of a spec, worked out once: every accepted key -> (canonical name, position
-    of the key among the name's keys); the names in spec order; the required names; the defaults."""
-
-    keys: dict[str, tuple[str, int]]
-    order: dict[str, int]
-    required: tuple[str, ...]
-    defaults: tuple[str, ...]
-
-
-#: id(spec) -> (spec, its index); the spec is kept so that its id stays its own.
-_INDEXES: dict[int, tuple[Mapping[str, Arg], _SpecIndex]] = {}
-
-
-def _index(spec: Mapping[str, Arg]) -> _SpecIndex:
-    cached = _INDEXES.get(id(spec))
-    if cached is not None and cached[0] is spec:
-        return cached[1]
-    index = _SpecIndex(
-        keys={key: (name, position) for name, arg in spec.items()
-              for position, key in enumerate((name, *arg.aliases))},
-        order={name: position for position, name in enumerate(spec)},
-        required=tuple(name for name, arg in spec.items() if arg.required),
-        defaults=tuple(name for name, arg in spec.items() if not arg.required and arg.default is not None))
-    _INDEXES[id(spec)] = (spec, index)
-    return index
-
-
+# --- payload checks (the kinds of value and each spec's index are in legacyargs.py) ------------------------
 def check(api_name: str, payload: Mapping[str, Any], spec: Mapping[str, Arg]) -> dict[str, Any]:
     """The payload's values by canonical key, defaults filled in; InvalidArguments names every problem.
 
     Only the payload's keys, the required names and the defaults are looked at; the problems and the values
     come out in spec order."""
-    index = _index(spec)
+    index = spec_index(spec)
     problems: list[str] = []
     keys = index.keys
     unknown = [key for key in payload if key not in keys]
@@ -196,21 +51,21 @@ def check(api_name: str, payload: Mapping[str, Any], spec: Mapping[str, Arg]) ->
     values: dict[str, Any] = {}
     for name in sorted(names, key=index.order.__getitem__):
         arg = spec[name]
-        keys = [key for _, key in sorted(given.get(name, ()))]
-        if len(keys) > 1:
-            problems.append("give only one of " + " or ".join(f"'{key}'" for key in keys))
-        elif not keys:
+        used = [key for _, key in sorted(given.get(name, ()))]
+        if len(used) > 1:
+            problems.append("give only one of " + " or ".join(f"'{key}'" for key in used))
+        elif not used:
             if arg.required:
                 problems.append("missing " + " or ".join(f"'{key}'" for key in (name, *arg.aliases)))
             elif arg.default is not None:
                 values[name] = arg.default
         else:
-            convert, expected = _KINDS[arg.kind]
-            ok, value = convert(payload[keys[0]])
+            convert, expected = KINDS[arg.kind]
+            ok, value = convert(payload[used[0]])
             if ok:
                 values[name] = value
             else:
-                problems.append(f"'{keys[0]}' must be {expected}")
+                problems.append(f"'{used[0]}' must be {expected}")
     if problems:
         raise InvalidArguments(f"{api_name}: {'; '.join(problems)}. Accepted keys: {accepted_keys(spec)}")
     return values
@@ -261,7 +116,7 @@ def update_event(misp: MispClient, payload: dict[str, Any]) -> Any:
     event = args["event"]
     ref = args.get("event_id")
     if ref is None:
-        ok, ref = _as_ref(event)
+        ok, ref = as_ref(event)
         if not ok:
             raise InvalidArguments("update_event: give 'event_id', or an 'event' with an id or a UUID. "
                                    f"Accepted keys: {accepted_keys(UPDATE_EVENT)}")
@@ -286,11 +141,11 @@ def publish(misp: MispClient, payload: dict[str, Any]) -> Any:
     """Publish one event (with the alert e-mail unless ``alert`` is false); answers MISP's message."""
     args = check("publish", payload, PUBLISH)
     event = args["event"]
-    if isinstance(event, dict) and _as_bool(_unwrap(event).get("published", False))[1] is True:
+    if isinstance(event, dict) and as_bool(unwrap(event).get("published", False))[1] is True:
         raise InvalidArguments("publish: the event is already published")
-    ok, ref = _as_ref(event)
+    ok, ref = as_ref(event)
     if not ok:
-        raise InvalidArguments(f"publish: 'event' must be {_KINDS['ref'][1]}. Accepted keys: {accepted_keys(PUBLISH)}")
+        raise InvalidArguments(f"publish: 'event' must be {KINDS['ref'][1]}. Accepted keys: {accepted_keys(PUBLISH)}")
     alert = args["alert"]
     return to_json(call_misp(misp, "publish", lambda p: p.publish(ref, alert=alert)))
 
