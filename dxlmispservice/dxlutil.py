@@ -4,16 +4,38 @@
 A message of 32 KB or more then meets the broker's delayed ACK and stalls 40-130 ms. The service turns
 Nagle off on its broker socket, and keeps it off across reconnects: paho calls ``on_socket_open`` with each
 new socket (before the MQTT CONNECT goes out), so the option is set there too.
+
+**Publishing, and knowing it went out.** ``DxlClient.send_event`` returns once its paho client has *queued*
+the MQTT PUBLISH in process (``_packet_queue``); paho's network thread writes it to the socket a little
+later, and a QoS 0 message that is still queued when the connection drops, or when the process dies, is
+gone. dxlclient 5.7.0.1 drops the ``MQTTMessageInfo`` that paho's ``publish`` returns, and the vendored paho's
+``MQTTMessageInfo.wait_for_publish`` has no timeout. So :func:`dxl_publisher` installs a small wrapper on its
+client's paho ``publish`` (once, like the TCP_NODELAY hook) that hands the calling thread the
+``MQTTMessageInfo`` of the message it just queued. For QoS 0 (dxlclient's default) paho marks that info
+published in ``_packet_write`` once the last byte of the packet has gone into the socket, that is, into the
+kernel's send buffer, from where the kernel delivers it even if this process is killed (unless the
+connection is reset first). The publisher waits for that, at most ``write_timeout`` seconds, and raises
+:class:`PublishError` when the message was refused (not connected) or did not reach the socket in time (it
+was dropped with a broken connection, or the broker stopped reading).
+
+**Message ids.** A payload given as an :class:`EventPayload` carries the DXL ``message_id`` to send it under
+(dxlclient has no setter: the publisher sets the message's ``_message_id`` before sending); a plain dict
+gets dxlclient's random one.
 """
 from __future__ import annotations
 
 import json
 import logging
 import socket
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from dxlclient.message import Event
+from pahoproxy.client import error_string
+
+from dxlmispservice.errors import InternalError
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +43,25 @@ logger = logging.getLogger(__name__)
 Publisher = Callable[[str, dict], None]
 
 _HOOK_MARK = "_dxlmispservice_nodelay"
+_PUBLISH_MARK = "_dxlmispservice_publish_info"
+
+#: How long a publish waits for its message to reach the broker socket, by default.
+WRITE_TIMEOUT = 5.0
+
+#: paho's ``MQTTMessageInfo.rc`` for a message that was queued (``MQTT_ERR_SUCCESS``).
+_QUEUED = 0
+
+
+class PublishError(InternalError):
+    """A DXL event that was refused, or that did not reach the broker socket in time: treat it as not sent."""
+
+
+class EventPayload(dict):  # type: ignore[type-arg]
+    """A JSON payload (a dict) that names the DXL ``message_id`` to send it under."""
+
+    def __init__(self, payload: dict, message_id: str) -> None:
+        super().__init__(payload)
+        self.message_id = message_id
 
 
 def enable_tcp_nodelay(sock: Any) -> bool:
@@ -63,11 +104,16 @@ def set_tcp_nodelay(dxl_client: Any) -> bool:
     return sock is not None and enable_tcp_nodelay(sock)
 
 
-def dxl_publisher(dxl_client: Any, *, size_warning: int | None = None) -> Publisher:
-    """A :data:`Publisher` sending compact JSON DXL events through ``dxl_client``.
+def dxl_publisher(dxl_client: Any, *, size_warning: int | None = None,
+                  write_timeout: float = WRITE_TIMEOUT) -> Publisher:
+    """A :data:`Publisher` sending compact JSON DXL events through ``dxl_client``; each call returns once
+    the message is in the broker socket, or raises :class:`PublishError`.
 
     An event over ``size_warning`` bytes is still sent, with a warning: brokers drop messages over
-    their ``messageSizeLimit`` (about 1 MiB by default) without a word."""
+    their ``messageSizeLimit`` (about 1 MiB by default) without a word. A client whose ``send_event``
+    does not go through a paho ``publish`` (a test double) is not waited for."""
+    captured = _capture_publish_info(dxl_client)
+
     def publish(topic: str, payload: dict) -> None:
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         if size_warning is not None and len(body) > size_warning:
@@ -75,6 +121,65 @@ def dxl_publisher(dxl_client: Any, *, size_warning: int | None = None) -> Publis
                            size_warning)
         event = Event(topic)
         event.payload = body
+        message_id = getattr(payload, "message_id", None)
+        if message_id:
+            event._message_id = message_id  # no public setter in dxlclient 5.7.0.1
+        captured.info = None
         dxl_client.send_event(event)
+        info, captured.info = captured.info, None
+        if info is not None:
+            _wait_written(dxl_client, info, topic, write_timeout)
 
     return publish
+
+
+def _capture_publish_info(dxl_client: Any) -> threading.local:
+    """Wrap the paho client's ``publish`` (once) so that each thread finds its last ``MQTTMessageInfo`` in
+    the returned thread-local's ``info``."""
+    mqtt = getattr(dxl_client, "_client", None)  # dxlclient's paho client; private, pinned dxlclient
+    captured = getattr(mqtt, _PUBLISH_MARK, None)
+    if captured is not None:
+        return captured
+    captured = threading.local()
+    if mqtt is None or not callable(getattr(mqtt, "publish", None)):
+        logger.warning("This dxlclient has no paho client: DXL events are sent without waiting for the socket")
+        return captured
+    original = mqtt.publish
+
+    def publish(*args: Any, **kwargs: Any) -> Any:
+        info = original(*args, **kwargs)
+        captured.info = info
+        return info
+
+    mqtt.publish = publish
+    setattr(mqtt, _PUBLISH_MARK, captured)
+    return captured
+
+
+def _wait_written(dxl_client: Any, info: Any, topic: str, timeout: float) -> None:
+    """Wait until paho has written the message of ``info`` into the socket; PublishError otherwise."""
+    rc = getattr(info, "rc", _QUEUED)
+    if rc != _QUEUED:  # MQTT_ERR_NO_CONN when there is no broker socket: dxlclient would drop it silently
+        raise PublishError(f"The DXL event on {topic} was not sent: {error_string(rc)} (paho rc {rc})")
+    loop_thread = getattr(getattr(dxl_client, "_client", None), "_thread", None)
+    if loop_thread is not None and threading.current_thread() is loop_thread:
+        return  # paho's own thread writes after this call returns: waiting here would wait for itself
+    condition = getattr(info, "_condition", None)
+    if isinstance(condition, threading.Condition):
+        with condition:  # paho notifies it in _set_as_published; is_published takes the same (re-entrant) lock
+            written = condition.wait_for(info.is_published, timeout)
+    else:
+        written = _poll(info.is_published, timeout)
+    if not written:
+        raise PublishError(f"The DXL event on {topic} did not reach the broker socket within {timeout:g} s")
+
+
+def _poll(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    pause = 0.0001
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.01)
+    return True
