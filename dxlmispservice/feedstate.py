@@ -1,15 +1,22 @@
 """Where the event feed stands: a position in MISP's change order, its state file, and its cursor form.
 
-MISP stamps an event with ``timestamp`` (seconds) each time it changes, and restSearch can return the
-events with ``timestamp >= T`` in ascending order. A :class:`Position` is "every change up to here has
-been delivered": a timestamp ``T`` and the uuids of the events already delivered *at* ``T``. The sent
-set is keyed by ``(uuid, timestamp)``; since it only ever holds entries at the position's own
-timestamp, it is stored as the uuids alone. An event edited later gets a larger timestamp, is not in
-the set, and so is delivered again: once per change.
+MISP stamps an event with two clocks (seconds): ``timestamp``, set by every change (an edit also
+unpublishes the event), and ``publish_timestamp``, set by every publication (publishing leaves
+``timestamp`` alone). restSearch can return the events at or after a value of either, in ascending
+order. The feed follows one of them, its *watermark field*: ``timestamp`` (every change) or, with
+publishedOnly, ``publish_timestamp`` (every publication).
 
-The same position is saved in the feed's state file (:func:`save_position`, atomic: temporary file,
-``fsync``, ``os.replace``, ``fsync`` of the directory) and handed to pulling clients as an opaque
-cursor (:func:`encode_cursor`).
+A :class:`Position` is "every change up to here has been delivered": the field, a value ``T`` of it and
+the uuids of the events already delivered *at* ``T``. The sent set is keyed by ``(uuid, T)``; since it
+only ever holds entries at the position's own value, it is stored as the uuids alone. An event changed
+(or published) again later gets a larger value, is not in the set, and so is delivered again: once per
+change (or publication).
+
+The same position is saved in the feed's state file and handed to pulling clients as an opaque cursor
+(:func:`encode_cursor`). The state file is replaced in two steps, :func:`prepare_position` (the next
+state written and fsync'ed beside it, as ``<stateFile>.next``) and :meth:`PreparedState.commit`
+(``os.replace`` into place, then an fsync of the directory), so that the feed can publish an event
+between them: see feed.py's delivery protocol.
 """
 from __future__ import annotations
 
@@ -18,14 +25,20 @@ import binascii
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from dxlmispservice.errors import ConfigError, InvalidArguments
 
-STATE_VERSION = 1
+#: The watermark fields: every change, or every publication.
+CHANGES = "timestamp"
+PUBLICATIONS = "publish_timestamp"
+FIELDS = (CHANGES, PUBLICATIONS)
+
+#: Version 1 files and cursors (no ``field``) were always keyed on ``timestamp``; version 2 names the field.
+STATE_VERSION = 2
+NEXT_SUFFIX = ".next"
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -33,10 +46,15 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 @dataclass(frozen=True)
 class Position:
-    """Every event change with ``timestamp < self.timestamp`` is delivered, and so are ``sent`` at it."""
+    """Every change with ``field`` below ``timestamp`` is delivered, and so are ``sent`` at it."""
 
     timestamp: int
     sent: frozenset[str] = frozenset()
+    field: str = CHANGES
+
+    def __post_init__(self) -> None:
+        if self.field not in FIELDS:
+            raise ValueError(f"field must be one of {FIELDS}, not {self.field!r}")
 
     def delivered(self, uuid: str, timestamp: int) -> bool:
         """Whether the change ``(uuid, timestamp)`` is behind this position."""
@@ -45,26 +63,34 @@ class Position:
     def after(self, uuid: str, timestamp: int) -> Position:
         """The position once ``(uuid, timestamp)`` is delivered too (changes come in ascending order)."""
         if timestamp > self.timestamp:
-            return Position(timestamp, frozenset((uuid,)))
+            return Position(timestamp, frozenset((uuid,)), self.field)
         if timestamp == self.timestamp:
-            return Position(timestamp, self.sent | {uuid})
+            return Position(timestamp, self.sent | {uuid}, self.field)
         raise ValueError(f"change at {timestamp} is behind the position at {self.timestamp}")
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form: ``{"timestamp": T, "sent": [uuid, ...]}``."""
-        return {"timestamp": self.timestamp, "sent": sorted(self.sent)}
+        """The JSON form: ``{"field": F, "timestamp": T, "sent": [uuid, ...]}``."""
+        return {"field": self.field, "timestamp": self.timestamp, "sent": sorted(self.sent)}
 
     @classmethod
-    def from_dict(cls, data: Any) -> Position:
-        """Parse the JSON form; ValueError when it is not one."""
+    def from_dict(cls, data: Any, *, version: Any = STATE_VERSION) -> Position:
+        """Parse the JSON form of ``version`` (1: no field, always ``timestamp``); ValueError if not one."""
         if not isinstance(data, dict):
             raise ValueError("not an object")
+        if version == 1:
+            field = CHANGES
+        elif version == STATE_VERSION:
+            field = data.get("field")
+            if field not in FIELDS:
+                raise ValueError(f"field must be one of {list(FIELDS)}")
+        else:
+            raise ValueError(f"unknown version {version!r}")
         timestamp, sent = data.get("timestamp"), data.get("sent", [])
         if isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0:
             raise ValueError("timestamp must be a non-negative integer")
         if not isinstance(sent, list) or not all(isinstance(u, str) for u in sent):
             raise ValueError("sent must be a list of uuids")
-        return cls(timestamp, frozenset(sent))
+        return cls(timestamp, frozenset(sent), field)
 
 
 # --- the state file ------------------------------------------------------------------------------
@@ -73,7 +99,8 @@ def load_position(path: str) -> Position | None:
     """The position saved in ``path``, or None when the file does not exist.
 
     A file that exists but cannot be read is a :class:`ConfigError`: starting over from the look-back
-    would send events twice, so the operator decides (fix or delete the file).
+    would send events twice, so the operator decides (fix or delete the file). A ``<path>.next`` left by
+    a crash is ignored: it is overwritten by the next delivery.
     """
     try:
         with open(path, encoding="utf-8") as handle:
@@ -83,36 +110,68 @@ def load_position(path: str) -> Position | None:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"[Feed] stateFile {path}: cannot be read ({exc}); fix or delete it") from exc
     try:
-        if data.get("version") != STATE_VERSION:
-            raise ValueError(f"unknown version {data.get('version')!r}")
-        return Position.from_dict(data)
+        return Position.from_dict(data, version=data.get("version"))
     except (AttributeError, ValueError) as exc:
         raise ConfigError(f"[Feed] stateFile {path}: not a feed state ({exc}); fix or delete it") from exc
+
+
+class PreparedState:
+    """The next state, written and fsync'ed beside the state file; :meth:`commit` puts it in place."""
+
+    def __init__(self, path: str, next_path: str, directory: str) -> None:
+        self.path = path
+        self.next_path = next_path
+        self._directory = directory
+
+    def commit(self) -> None:
+        """``os.replace`` the prepared file over the state file (atomic), then fsync the directory."""
+        os.replace(self.next_path, self.path)
+        _fsync_directory(self._directory)
+
+    def discard(self) -> None:
+        """Remove the prepared file (the state file keeps the previous position)."""
+        try:
+            os.unlink(self.next_path)
+        except FileNotFoundError:
+            pass
+
+
+def prepare_position(path: str, position: Position) -> PreparedState:
+    """Write ``position`` to ``<path>.next``, flushed and fsync'ed; the state file itself is untouched.
+
+    The name is fixed (one state file belongs to one feed), so a crash leaves at most one such file, and
+    the next delivery overwrites it.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    body = json.dumps({"version": STATE_VERSION, **position.to_dict()}, separators=(",", ":"))
+    next_path = path + NEXT_SUFFIX
+    try:
+        with open(next_path, "w", encoding="utf-8") as handle:
+            handle.write(body)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        try:
+            os.unlink(next_path)
+        except FileNotFoundError:
+            pass
+        raise
+    return PreparedState(path, next_path, directory)
 
 
 def save_position(path: str, position: Position) -> None:
     """Replace ``path`` with ``position`` atomically: a reader sees the old file or the new, whole.
 
-    The new content goes to a temporary file in the same directory, is flushed and fsync'ed, then
-    ``os.replace`` puts it in place and the directory is fsync'ed, so the rename survives a power cut.
+    The new content goes to ``<path>.next``, is flushed and fsync'ed, then ``os.replace`` puts it in
+    place and the directory is fsync'ed, so the rename survives a power cut.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    body = json.dumps({"version": STATE_VERSION, **position.to_dict()}, separators=(",", ":"))
-    fd, tmp = tempfile.mkstemp(prefix=".feed-state-", suffix=".tmp", dir=directory)
+    prepared = prepare_position(path, position)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        prepared.commit()
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        prepared.discard()
         raise
-    _fsync_directory(directory)
 
 
 def _fsync_directory(directory: str) -> None:
@@ -131,22 +190,23 @@ def _fsync_directory(directory: str) -> None:
 # --- cursors for clients that pull ---------------------------------------------------------------
 
 def encode_cursor(position: Position, filters: dict[str, Any]) -> str:
-    """An opaque, URL-safe cursor holding the position and the filters it was reached with."""
+    """An opaque, URL-safe cursor holding the position (with its field) and the filters it was reached with."""
     raw = json.dumps({"v": STATE_VERSION, **position.to_dict(), "filters": filters},
                      separators=(",", ":"), sort_keys=True)
     return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
 
 
 def decode_cursor(cursor: Any) -> tuple[Position, dict[str, Any]]:
-    """The position and filters of a cursor from :func:`encode_cursor`; InvalidArguments otherwise."""
+    """The position and filters of a cursor from :func:`encode_cursor` (version 1 or 2); InvalidArguments
+    otherwise."""
     if not isinstance(cursor, str) or not cursor:
         raise InvalidArguments("cursor must be the 'next' string of an earlier fetch_events answer")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = json.loads(raw.decode("utf-8"))
-        if data.get("v") != STATE_VERSION or not isinstance(data.get("filters"), dict):
-            raise ValueError("unknown cursor version")
-        return Position.from_dict(data), data["filters"]
+        if not isinstance(data.get("filters"), dict):
+            raise ValueError("no filters")
+        return Position.from_dict(data, version=data.get("v")), data["filters"]
     except (binascii.Error, UnicodeDecodeError, ValueError, AttributeError) as exc:
         raise InvalidArguments(f"cursor is not a fetch_events cursor ({exc})") from exc
 

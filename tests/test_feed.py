@@ -5,7 +5,6 @@ import json
 import logging
 import os
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -15,9 +14,10 @@ from typing import Any
 import pytest
 
 from dxlmispservice import feedstate
+from dxlmispservice.dxlutil import EventPayload
 from dxlmispservice.errors import ConfigError, InvalidArguments, MispUnavailable
-from dxlmispservice.feed import SEARCH_ORDER, Feed, Filters, fetch_events, feed_topic
-from dxlmispservice.feedstate import Position, load_position, parse_since, save_position
+from dxlmispservice.feed import SEARCH_ORDERS, Feed, Filters, feed_message_id, feed_topic, fetch_events
+from dxlmispservice.feedstate import PUBLICATIONS, Position, encode_cursor, load_position, save_position
 from dxlmispservice.settings import FeedSettings
 
 NOW = 2_000_000_000
@@ -27,9 +27,11 @@ DAY = 86_400
 class FakeMisp:
     """A MispClient stand-in: ``call(fn)`` runs ``fn`` on itself, and ``search`` acts like restSearch.
 
-    It honours ``timestamp`` (>=), ``order`` (ascending timestamp; ties in a random order each call),
-    ``limit``/``page``, ``tags`` (OR, with ``!`` negation), ``org``, ``published``, ``threat_level_id``,
-    and returns each page's events shuffled, as MISP does not return them in its selection order.
+    It honours ``timestamp`` and ``publish_timestamp`` (>=), ``order`` (ascending by either; ties in a
+    random order each call), ``limit``/``page``, ``tags`` (OR, with ``!`` negation), ``org``,
+    ``published``, ``threat_level_id``, and returns each page's events shuffled, as MISP does not return
+    them in its selection order. Like MISP, an edit sets ``timestamp`` and unpublishes; a publication sets
+    ``publish_timestamp`` and leaves ``timestamp`` alone.
     """
 
     def __init__(self, seed: int = 7) -> None:
@@ -40,14 +42,20 @@ class FakeMisp:
 
     def add(self, uuid: str, timestamp: int, *, tags: tuple[str, ...] = (), org: str = "ORG",
             published: bool = True, threat_level: int = 1) -> None:
-        """Create or replace one event."""
+        """Create or replace one event (a published one was published at its timestamp)."""
         self.events[uuid] = {"uuid": uuid, "timestamp": str(timestamp), "info": f"event {uuid}",
                              "Orgc": {"name": org}, "published": published,
+                             "publish_timestamp": str(timestamp if published else 0),
                              "threat_level_id": str(threat_level), "Tag": [{"name": t} for t in tags]}
 
     def edit(self, uuid: str, timestamp: int) -> None:
-        """Change one event: MISP gives it a new timestamp."""
-        self.events[uuid] = {**self.events[uuid], "timestamp": str(timestamp), "info": f"edited at {timestamp}"}
+        """Change one event: MISP gives it a new timestamp and unpublishes it."""
+        self.events[uuid] = {**self.events[uuid], "timestamp": str(timestamp), "info": f"edited at {timestamp}",
+                             "published": False}
+
+    def publish(self, uuid: str, at: int) -> None:
+        """Publish one event: MISP sets published and publish_timestamp, and leaves timestamp alone."""
+        self.events[uuid] = {**self.events[uuid], "published": True, "publish_timestamp": str(at)}
 
     def call(self, fn: Callable[[FakeMisp], Any]) -> Any:
         if self.down:
@@ -59,8 +67,9 @@ class FakeMisp:
         assert kw["controller"] == "events" and kw["return_format"] == "json" and not kw["pythonify"]
         chosen = [e for e in self.events.values() if self._matches(e, kw)]
         self.random.shuffle(chosen)
-        if kw.get("order") == SEARCH_ORDER:
-            chosen.sort(key=lambda e: int(e["timestamp"]))  # stable: ties keep their random order
+        field = {order: name for name, order in SEARCH_ORDERS.items()}.get(kw.get("order"))
+        if field:
+            chosen.sort(key=lambda e: int(e[field]))  # stable: ties keep their random order
         limit, page = kw.get("limit"), kw.get("page") or 1
         if limit:
             chosen = chosen[(page - 1) * limit: page * limit]
@@ -69,8 +78,9 @@ class FakeMisp:
 
     @staticmethod
     def _matches(event: dict[str, Any], kw: dict[str, Any]) -> bool:
-        if kw.get("timestamp") and int(event["timestamp"]) < int(kw["timestamp"]):
-            return False
+        for field in ("timestamp", "publish_timestamp"):
+            if kw.get(field) and int(event[field]) < int(kw[field]):
+                return False
         names = {t["name"] for t in event["Tag"]}
         wanted = [t for t in kw.get("tags") or [] if not t.startswith("!")]
         banned = [t[1:] for t in kw.get("tags") or [] if t.startswith("!")]
@@ -170,7 +180,7 @@ def test_events_are_published_in_timestamp_order_page_by_page(state_file: str) -
     assert_exactly_once_in_order(out.changes(), expected)
     assert {topic for topic, _ in out.sent} == {"/opendxl-misp/event/feed/svc/event"}
     assert len(misp.calls) >= 7
-    assert all(c["order"] == SEARCH_ORDER and c["page"] == 1 for c in misp.calls)
+    assert all(c["order"] == SEARCH_ORDERS["timestamp"] and c["page"] == 1 for c in misp.calls)
 
 
 def test_many_events_in_one_second_are_paged_without_loss(state_file: str) -> None:
@@ -250,30 +260,6 @@ def test_a_crash_mid_run_loses_and_repeats_nothing(state_file: str, crash_after:
     assert_exactly_once_in_order(crashing.changes() + restarted.changes(), expected)
 
 
-def test_save_is_atomic_when_the_rename_fails(state_file: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """If the write fails before the rename, the old state file is intact and no temporary file remains."""
-    save_position(state_file, Position(100, frozenset({"a"})))
-
-    def broken_replace(src: str, dst: str) -> None:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(feedstate.os, "replace", broken_replace)
-    with pytest.raises(OSError):
-        save_position(state_file, Position(200))
-    assert load_position(state_file) == Position(100, frozenset({"a"}))
-    assert os.listdir(os.path.dirname(state_file)) == ["feed.json"]
-
-
-def test_save_fsyncs_the_new_file_before_renaming_it(state_file: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The temporary file is fsync'ed before os.replace puts it in place, then the directory is."""
-    steps: list[str] = []
-    real_fsync, real_replace = os.fsync, os.replace
-    monkeypatch.setattr(feedstate.os, "fsync", lambda fd: (steps.append("fsync"), real_fsync(fd))[1])
-    monkeypatch.setattr(feedstate.os, "replace", lambda a, b: (steps.append("replace"), real_replace(a, b))[1])
-    save_position(state_file, Position(5))
-    assert steps == ["fsync", "replace", "fsync"]
-
-
 def test_a_corrupt_state_file_stops_the_feed_from_starting(state_file: str) -> None:
     """A state file that is not a feed state is a ConfigError naming the file, not a silent restart."""
     os.makedirs(os.path.dirname(state_file))
@@ -281,6 +267,148 @@ def test_a_corrupt_state_file_stops_the_feed_from_starting(state_file: str) -> N
     feed = make_feed(make_settings(state_file), FakeMisp(), ListPublisher())
     with pytest.raises(ConfigError, match="feed.json"):
         feed.start()
+
+
+# --- publishedOnly: the feed follows publish_timestamp -------------------------------------------
+
+def test_published_only_sends_an_event_published_after_the_feed_passed_its_timestamp(state_file: str) -> None:
+    """With publishedOnly, a draft older than events already sent is sent once it is published."""
+    misp, out = FakeMisp(), ListPublisher()
+    misp.add("draft", NOW - 100, published=False)
+    misp.add("early", NOW - 50)
+    feed = make_feed(make_settings(state_file, published_only=True), misp, out)
+    assert feed.poll_once() == 1
+    misp.publish("draft", NOW - 10)
+    assert feed.poll_once() == 1
+    assert [u for u, _ in out.changes()] == ["early", "draft"]
+
+
+def test_published_only_pages_by_publish_timestamp(state_file: str) -> None:
+    """publishedOnly asks restSearch for publish_timestamp >= position, ordered by it, never by timestamp."""
+    misp, out = FakeMisp(), ListPublisher()
+    for i in range(7):
+        misp.add(f"p{i}", NOW - 500 + i, published=False)
+        misp.publish(f"p{i}", NOW - 100 + i // 3)  # published in another order of time, 3 per second
+    make_feed(make_settings(state_file, published_only=True, page_size=2), misp, out).poll_once()
+    assert sorted(u for u, _ in out.changes()) == [f"p{i}" for i in range(7)]
+    assert [int(p["Event"]["publish_timestamp"]) for _, p in out.sent] == sorted(NOW - 100 + i // 3 for i in range(7))
+    assert all("timestamp" not in c and c["order"] == SEARCH_ORDERS[PUBLICATIONS] for c in misp.calls)
+    assert misp.calls[0]["publish_timestamp"] == NOW - DAY and misp.calls[0]["published"] is True
+
+
+def test_published_only_sends_each_publication_once(state_file: str) -> None:
+    """An edit (which unpublishes) is not sent; publishing again sends the event again, once."""
+    misp, out = FakeMisp(), ListPublisher()
+    misp.add("e", NOW - 300)
+    feed = make_feed(make_settings(state_file, published_only=True), misp, out)
+    feed.poll_once()
+    misp.edit("e", NOW - 200)
+    assert feed.poll_once() == 0
+    misp.publish("e", NOW - 100)
+    assert feed.poll_once() == 1
+    assert feed.poll_once() == 0
+    assert [(p["Event"]["uuid"], int(p["Event"]["publish_timestamp"])) for _, p in out.sent] == \
+        [("e", NOW - 300), ("e", NOW - 100)]
+
+
+def test_published_only_state_file_records_its_field(state_file: str) -> None:
+    """The state file of a publishedOnly feed is keyed on publish_timestamp, from the first run on."""
+    misp, out = FakeMisp(), ListPublisher()
+    misp.add("e", NOW - 5)
+    make_feed(make_settings(state_file, published_only=True), misp, out).poll_once()
+    assert load_position(state_file) == Position(NOW - 5, frozenset({"e"}), PUBLICATIONS)
+
+
+@pytest.mark.parametrize("saved_field,published_only", [("timestamp", True), ("publish_timestamp", False)])
+def test_a_state_file_of_the_other_field_stops_the_start(state_file: str, saved_field: str,
+                                                        published_only: bool) -> None:
+    """Switching publishedOnly over an existing state file is a ConfigError naming the file; it is kept."""
+    save_position(state_file, Position(NOW - 60, frozenset({"x"}), saved_field))
+    feed = make_feed(make_settings(state_file, published_only=published_only), FakeMisp(), ListPublisher())
+    with pytest.raises(ConfigError, match="feed.json") as caught:
+        feed.start()
+    assert "lookback" in caught.value.message and saved_field in caught.value.message
+    assert load_position(state_file) == Position(NOW - 60, frozenset({"x"}), saved_field)
+
+
+# --- delivering one event: prepare, publish, commit ------------------------------------------------
+
+def test_the_next_state_is_on_disk_before_the_publish_and_in_place_after(state_file: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each event: <state>.next written and fsync'ed, then the publish, then os.replace and the directory fsync."""
+    misp, out = FakeMisp(), ListPublisher()
+    populate(misp, 2)
+    feed = make_feed(make_settings(state_file), misp, out)
+    feed.position  # the first run's state, saved before anything is watched
+    steps: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(feedstate.os, "fsync", lambda fd: (steps.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(feedstate.os, "replace", lambda a, b: (steps.append("replace"), real_replace(a, b))[1])
+    on_disk: list[tuple[Position | None, Position | None]] = []
+
+    def look(event: dict[str, Any]) -> None:
+        steps.append("publish")
+        on_disk.append((load_position(state_file), load_position(state_file + ".next")))
+
+    out.on_publish = look
+    feed.poll_once()
+    assert steps == ["fsync", "publish", "replace", "fsync"] * 2
+    first, second = out.changes()
+    assert on_disk == [(Position(NOW - DAY), Position(first[1], frozenset({first[0]}))),
+                       (Position(first[1], frozenset({first[0]})), Position(second[1], frozenset({second[0]})))]
+    assert os.listdir(os.path.dirname(state_file)) == ["feed.json"]
+
+
+def test_a_failed_publish_leaves_the_state_and_no_prepared_file(state_file: str) -> None:
+    """A publish that raises (refused, or not written in time) leaves the previous state and removes .next."""
+    misp = FakeMisp()
+    expected = populate(misp, 3)
+    with pytest.raises(RuntimeError):
+        make_feed(make_settings(state_file), misp, ListPublisher(fail_after=1)).poll_once()
+    assert load_position(state_file) == Position(expected[0][1], frozenset({expected[0][0]}))
+    assert os.listdir(os.path.dirname(state_file)) == ["feed.json"]
+
+
+def test_a_crash_between_the_write_and_the_rename_repeats_that_event_only(state_file: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one window: an event out on the socket whose rename never happened is sent again, nothing else."""
+    misp = FakeMisp()
+    expected = populate(misp, 6, per_second=2)
+    first = ListPublisher()
+    real_commit = feedstate.PreparedState.commit
+
+    def crash_on_third(prepared: feedstate.PreparedState) -> None:
+        if len(first.sent) == 3:
+            raise KeyboardInterrupt("killed after the publish, before the rename")
+        real_commit(prepared)
+
+    monkeypatch.setattr(feedstate.PreparedState, "commit", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        make_feed(make_settings(state_file), misp, first).poll_once()
+    monkeypatch.setattr(feedstate.PreparedState, "commit", real_commit)
+    second = ListPublisher()
+    make_feed(make_settings(state_file), misp, second).poll_once()
+    assert second.changes()[0] == first.changes()[-1]
+    assert_exactly_once_in_order(first.changes() + second.changes()[1:], expected)
+
+
+def test_each_feed_event_names_a_stable_message_id(state_file: str) -> None:
+    """The payload is {"Event": ...} with a message id from (topic, field, uuid, value): same change, same id."""
+    misp, out = FakeMisp(), ListPublisher()
+    misp.add("e", NOW - 9)
+    feed = make_feed(make_settings(state_file), misp, out, service_unique_id="svc")
+    feed.poll_once()
+    misp.edit("e", NOW - 3)
+    feed.poll_once()
+    (topic, one), (_, two) = out.sent
+    assert isinstance(one, EventPayload) and one == {"Event": misp.events["e"] | {
+        "timestamp": str(NOW - 9), "info": "event e", "published": True}}
+    assert one.message_id == feed_message_id(topic, "timestamp", "e", NOW - 9)
+    assert two.message_id == feed_message_id(topic, "timestamp", "e", NOW - 3) != one.message_id
+    assert one.message_id == feed_message_id(topic, "timestamp", "e", NOW - 9)
+    assert one.message_id != feed_message_id(feed_topic(), "timestamp", "e", NOW - 9)
+    assert one.message_id != feed_message_id(topic, "publish_timestamp", "e", NOW - 9)
+    assert one.message_id.startswith("{") and one.message_id.endswith("}") and len(one.message_id) == 38
 
 
 # --- edits ----------------------------------------------------------------------------------------
@@ -451,34 +579,27 @@ def test_fetch_events_refuses_since_with_a_cursor() -> None:
         fetch_events(misp, {"cursor": cursor, "since": 0})
 
 
-# --- positions and times ----------------------------------------------------------------------------
-
-def test_position_moves_forward_only() -> None:
-    """A position adds uuids at its timestamp, resets at a later one, and refuses an earlier one."""
-    p = Position(10).after("a", 10).after("b", 10)
-    assert p == Position(10, frozenset({"a", "b"}))
-    assert p.after("c", 11) == Position(11, frozenset({"c"}))
-    assert p.delivered("zzz", 9) and p.delivered("a", 10) and not p.delivered("c", 10)
-    with pytest.raises(ValueError):
-        p.after("d", 9)
-
-
-@pytest.mark.parametrize("value,expected", [
-    ("30m", NOW - 1800), ("12h", NOW - 43200), ("7d", NOW - 7 * DAY), ("2w", NOW - 14 * DAY),
-    ("2024-01-31", 1706659200), ("2024-01-31T01:00:00Z", 1706662800),
-    ("2024-01-31T02:00:00+01:00", 1706662800), (1700000000, 1700000000), ("1700000000", 1700000000),
-])
-def test_parse_since(value: Any, expected: int) -> None:
-    """Durations count back from now; dates are UTC unless zoned; numbers are epoch seconds."""
-    assert parse_since(value, NOW) == expected
+def test_fetch_events_published_only_follows_publications() -> None:
+    """With published_only, a draft published after the cursor passed its timestamp is fetched next."""
+    misp = FakeMisp()
+    misp.add("draft", NOW - 100, published=False)
+    misp.add("early", NOW - 50)
+    first = fetch_events(misp, {"since": NOW - 1000, "filters": {"published_only": True}})
+    misp.publish("draft", NOW - 10)
+    second = fetch_events(misp, {"cursor": first["next"]})
+    assert [e["Event"]["uuid"] for e in first["events"] + second["events"]] == ["early", "draft"]
+    assert feedstate.decode_cursor(second["next"])[0] == Position(NOW - 10, frozenset({"draft"}), PUBLICATIONS)
+    assert all(c["order"] == SEARCH_ORDERS[PUBLICATIONS] for c in misp.calls)
 
 
-@pytest.mark.parametrize("value", ["soon", "", "-5", -5, True, None, "7x"])
-def test_parse_since_rejects_non_times(value: Any) -> None:
-    """Anything that is not a duration, a date or epoch seconds is a ValueError."""
-    with pytest.raises(ValueError):
-        parse_since(value, NOW)
+def test_fetch_events_refuses_an_old_published_only_cursor() -> None:
+    """A cursor in timestamp order with published_only (made before publications were followed) is refused."""
+    cursor = encode_cursor(Position(NOW - 10), {"published_only": True})
+    with pytest.raises(InvalidArguments, match="since"):
+        fetch_events(FakeMisp(), {"cursor": cursor})
 
+
+# --- filters --------------------------------------------------------------------------------------
 
 def test_filters_round_trip_through_the_request_form() -> None:
     """Filters written with to_payload read back equal, and unset ones are left out."""
