@@ -18,9 +18,18 @@ connection is reset first). The publisher waits for that, at most ``write_timeou
 :class:`PublishError` when the message was refused (not connected) or did not reach the socket in time (it
 was dropped with a broken connection, or the broker stopped reading).
 
-**Message ids.** A payload given as an :class:`EventPayload` carries the DXL ``message_id`` to send it under
-(dxlclient has no setter: the publisher sets the message's ``_message_id`` before sending); a plain dict
-gets dxlclient's random one.
+**Acting the moment it is written.** An :class:`EventPayload` may carry ``on_written``: a short callable
+that the publisher runs *in paho's network thread*, from paho's ``on_publish`` callback, right after the
+last byte of that message went into the socket, before the waiting caller is even woken (the feed renames
+its state file there: nothing but that rename lies between the socket write and the state moving on). It
+runs at most once, and never for a message that was not written: a publish that fails or times out
+cancels it first. If the message was written before the hook could be registered (paho wrote it while
+``publish`` was still returning), the publisher runs it in the caller's thread. An error it raises is
+raised by the publish.
+
+**Message ids.** An :class:`EventPayload` also carries the DXL ``message_id`` to send it under (dxlclient
+has no setter: the publisher sets the message's ``_message_id`` before sending); a plain dict gets
+dxlclient's random one.
 """
 from __future__ import annotations
 
@@ -29,6 +38,7 @@ import logging
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -57,11 +67,70 @@ class PublishError(InternalError):
 
 
 class EventPayload(dict):  # type: ignore[type-arg]
-    """A JSON payload (a dict) that names the DXL ``message_id`` to send it under."""
+    """A JSON payload (a dict) that names the DXL ``message_id`` to send it under, and optionally a hook to
+    run the moment it is written into the socket (module docstring)."""
 
-    def __init__(self, payload: dict, message_id: str) -> None:
+    def __init__(self, payload: dict, message_id: str, on_written: Callable[[], None] | None = None) -> None:
         super().__init__(payload)
         self.message_id = message_id
+        self.on_written = on_written
+
+
+class _Hook:
+    """One message's on_written: pending, then run (with its error, if any) or cancelled."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self.action = action
+        self.ran = False
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        self.ran = True
+        try:
+            self.action()
+        except BaseException as exc:  # handed to the publishing thread; paho's thread must go on
+            self.error = exc
+
+
+class _WrittenHooks:
+    """The on_written hooks by paho message id, run from paho's ``on_publish`` (its network thread).
+
+    paho may write a message before its hook is registered; the ids written without a hook are kept (the
+    last ``_RECENT``; paho's ids wrap at 65535) so that a late registration finds it already written."""
+
+    _RECENT = 1024
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[int, _Hook] = {}
+        self._written: OrderedDict[int, None] = OrderedDict()
+
+    def on_publish(self, mid: int) -> None:
+        with self._lock:
+            hook = self._pending.pop(mid, None)
+            if hook is not None:
+                hook.run()
+                return
+            self._written[mid] = None
+            self._written.move_to_end(mid)
+            while len(self._written) > self._RECENT:
+                self._written.popitem(last=False)
+
+    def register(self, mid: int, hook: _Hook) -> None:
+        with self._lock:
+            if mid in self._written:  # paho wrote it before we got here: run it now, in this thread
+                del self._written[mid]
+                hook.run()
+            else:
+                self._pending[mid] = hook
+
+    def cancel(self, mid: int, hook: _Hook) -> bool:
+        """Whether the hook was still pending (now it never runs); False when it has run."""
+        with self._lock:
+            if self._pending.get(mid) is hook:
+                del self._pending[mid]
+                return True
+            return not hook.ran
 
 
 def enable_tcp_nodelay(sock: Any) -> bool:
@@ -112,7 +181,7 @@ def dxl_publisher(dxl_client: Any, *, size_warning: int | None = None,
     An event over ``size_warning`` bytes is still sent, with a warning: brokers drop messages over
     their ``messageSizeLimit`` (about 1 MiB by default) without a word. A client whose ``send_event``
     does not go through a paho ``publish`` (a test double) is not waited for."""
-    captured = _capture_publish_info(dxl_client)
+    captured, hooks = _instrument(dxl_client)
 
     def publish(topic: str, payload: dict) -> None:
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -124,43 +193,67 @@ def dxl_publisher(dxl_client: Any, *, size_warning: int | None = None,
         message_id = getattr(payload, "message_id", None)
         if message_id:
             event._message_id = message_id  # no public setter in dxlclient 5.7.0.1
+        on_written = getattr(payload, "on_written", None)
         captured.info = None
         dxl_client.send_event(event)
         info, captured.info = captured.info, None
-        if info is not None:
+        if info is None:  # no paho underneath: nothing to wait for, the caller decides when it counts as sent
+            return
+        _check_queued(info, topic)
+        hook = _Hook(on_written) if on_written is not None else None
+        if hook is not None:
+            hooks.register(info.mid, hook)
+        try:
             _wait_written(dxl_client, info, topic, write_timeout)
+        except PublishError:
+            if hook is None or hooks.cancel(info.mid, hook):
+                raise
+            # written (and its hook run) just as the wait gave up: it was sent
+        if hook is not None and hook.error is not None:
+            raise hook.error
 
     return publish
 
 
-def _capture_publish_info(dxl_client: Any) -> threading.local:
-    """Wrap the paho client's ``publish`` (once) so that each thread finds its last ``MQTTMessageInfo`` in
-    the returned thread-local's ``info``."""
+def _instrument(dxl_client: Any) -> tuple[threading.local, _WrittenHooks]:
+    """Wrap the paho client's ``publish`` and set its ``on_publish`` (once per paho client): each thread finds
+    the ``MQTTMessageInfo`` of its last publish in the thread-local's ``info``, and written messages run
+    their on_written hooks."""
     mqtt = getattr(dxl_client, "_client", None)  # dxlclient's paho client; private, pinned dxlclient
-    captured = getattr(mqtt, _PUBLISH_MARK, None)
-    if captured is not None:
-        return captured
-    captured = threading.local()
+    marks = getattr(mqtt, _PUBLISH_MARK, None)
+    if marks is not None:
+        return marks
+    captured, hooks = threading.local(), _WrittenHooks()
     if mqtt is None or not callable(getattr(mqtt, "publish", None)):
         logger.warning("This dxlclient has no paho client: DXL events are sent without waiting for the socket")
-        return captured
+        return captured, hooks
     original = mqtt.publish
+    previous = mqtt.on_publish
 
     def publish(*args: Any, **kwargs: Any) -> Any:
         info = original(*args, **kwargs)
         captured.info = info
         return info
 
+    def on_publish(client: Any, userdata: Any, mid: int) -> None:  # paho's network thread
+        hooks.on_publish(mid)
+        if previous is not None:
+            previous(client, userdata, mid)
+
     mqtt.publish = publish
-    setattr(mqtt, _PUBLISH_MARK, captured)
-    return captured
+    mqtt.on_publish = on_publish
+    setattr(mqtt, _PUBLISH_MARK, (captured, hooks))
+    return captured, hooks
+
+
+def _check_queued(info: Any, topic: str) -> None:
+    rc = getattr(info, "rc", _QUEUED)
+    if rc != _QUEUED:  # MQTT_ERR_NO_CONN when there is no broker socket: dxlclient would drop it silently
+        raise PublishError(f"The DXL event on {topic} was not sent: {error_string(rc)} (paho rc {rc})")
 
 
 def _wait_written(dxl_client: Any, info: Any, topic: str, timeout: float) -> None:
     """Wait until paho has written the message of ``info`` into the socket; PublishError otherwise."""
-    rc = getattr(info, "rc", _QUEUED)
-    if rc != _QUEUED:  # MQTT_ERR_NO_CONN when there is no broker socket: dxlclient would drop it silently
-        raise PublishError(f"The DXL event on {topic} was not sent: {error_string(rc)} (paho rc {rc})")
     loop_thread = getattr(getattr(dxl_client, "_client", None), "_thread", None)
     if loop_thread is not None and threading.current_thread() is loop_thread:
         return  # paho's own thread writes after this call returns: waiting here would wait for itself

@@ -8,14 +8,18 @@ with the configured filters. Each event goes out as ``{"Event": {...}}`` on
 
 **The watermark field.** By default it is ``Event.timestamp``, which MISP sets on every change: the feed
 sends each change of each event once. With ``publishedOnly`` it is ``Event.publish_timestamp``: the feed
-sends each *publication* of each event once. ``timestamp`` will not do there, because MISP's
-``Event::publish`` saves only ``published``, ``id``, ``info`` and ``publish_timestamp`` (its save's
-``fieldList``), so publishing leaves ``timestamp`` alone: an event published after the feed had moved
-past its ``timestamp`` would never be sent. An edit, the other way round, sets ``timestamp`` and
-unpublishes the event (``Event::unpublishEvent``, called by the attribute, object, tag and report
-paths with the new timestamp): a published event that is edited drops out of a publishedOnly feed
-until it is published again, and is then sent again. The dev MISP server does the same. The state
-file and the ``fetch_events`` cursor record which field they are keyed on.
+sends each *publication* of each event once. ``timestamp`` will not do there, because publishing
+leaves it alone: in MISP's ``app/Model/Event.php``, ``Event::publish`` sets ``published = 1`` and
+``publish_timestamp = time()`` and saves with ``fieldList`` ``['published', 'id', 'info',
+'publish_timestamp']``, so ``timestamp`` is not written, and an event published after the feed had
+moved past its ``timestamp`` would never be sent. An edit, the other way round, moves ``timestamp`` and
+unpublishes the event: ``Attribute::touch`` saves the attribute's new timestamp and calls
+``Event::unpublishEvent($event, false, $timestamp)``; the tag, object-reference and event-report paths
+call ``unpublishEvent`` too; ``processModuleResultsData`` sets ``published = 0`` and ``timestamp =
+time()``. So a published event that is edited drops out of a publishedOnly feed until it is published
+again, and is then sent again. The dev MISP server does the same (its publish sets ``publish_timestamp``
+only; its edits set ``timestamp`` and unpublish). The state file and the ``fetch_events`` cursor
+record which field they are keyed on.
 
 **How a poll pages.** Each request starts again at the saved position (``page=1``) and asks for
 ``len(position.sent) + pageSize`` events: those already sent at the position's value come first,
@@ -30,11 +34,12 @@ dropped whatever the server sent.
 **Delivering one event** (the state file is ``S``):
 
 #. the position *after* the event is written to ``S.next`` and fsync'ed;
-#. the event is published, and the publisher returns only once the message is in the broker socket
-   (dxlutil.dxl_publisher: paho has written its last byte into the kernel's send buffer), at most
+#. the event is published; ``os.replace(S.next, S)`` (atomic) runs the moment paho has written the
+   message's last byte into the broker socket (the kernel's send buffer), in paho's network thread, as the
+   payload's ``on_written`` hook (dxlutil.dxl_publisher), and the publisher returns after that, at most
    ``dxlutil.WRITE_TIMEOUT`` seconds; a publish that fails or times out ends the poll, ``S`` is left as
-   it was, and the next poll sends the event again;
-#. ``os.replace(S.next, S)`` (atomic), then an fsync of the directory.
+   it was (the hook is cancelled), and the next poll sends the event again;
+#. an fsync of the directory (and the rename here, for a publisher that has no network thread to run it).
 
 **Guarantees**, across restarts including ``kill -9``:
 
@@ -42,8 +47,8 @@ dropped whatever the server sent.
   which the kernel still sends after the process dies. What is not covered: a connection that is reset
   (not closed) before those bytes leave the host, and the broker itself (QoS 0).
 - *No duplicate, except the event in flight at a kill.* A kill between the socket write and the
-  ``os.replace`` (the wake-up of the feed thread and one rename: microseconds) sends that one event
-  again after the restart. [measurement: see the next commit] Each feed event carries a DXL ``message_id`` derived from
+  ``os.replace`` that follows it in the same thread (a few bytecodes and one rename) sends that one
+  event again after the restart. [measurement: see the next commit] Each feed event carries a DXL ``message_id`` derived from
   ``(topic, field, Event.uuid, value)`` (:func:`feed_message_id`), so a consumer that must be exact can
   drop a repeated message id, or a repeated ``(Event.uuid, Event.<field>)``.
 - *An edited event is sent again, once per change* (per publication with ``publishedOnly``): its new
@@ -298,13 +303,17 @@ class Feed:
         value, uuid = event_key(event, field)
         after = self.position.after(uuid, value)
         prepared = prepare_position(self._settings.state_file, after)
+        payload = EventPayload({"Event": event}, feed_message_id(self._topic, field, uuid, value),
+                               on_written=prepared.replace)
         try:
-            self._publisher(self._topic, EventPayload({"Event": event},
-                                                      feed_message_id(self._topic, field, uuid, value)))
+            self._publisher(self._topic, payload)
         except BaseException:
-            prepared.discard()
+            if prepared.replaced:  # it was written, and the state moved with it
+                self._position = after
+            else:
+                prepared.discard()
             raise
-        prepared.commit()
+        prepared.commit()  # the rename, unless the publisher already ran it; then the directory fsync
         self._position = after
 
     def _run(self) -> None:

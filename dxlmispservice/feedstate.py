@@ -16,7 +16,7 @@ The same position is saved in the feed's state file and handed to pulling client
 (:func:`encode_cursor`). The state file is replaced in two steps, :func:`prepare_position` (the next
 state written and fsync'ed beside it, as ``<stateFile>.next``) and :meth:`PreparedState.commit`
 (``os.replace`` into place, then an fsync of the directory), so that the feed can publish an event
-between them: see feed.py's delivery protocol.
+between them and rename the moment it is written: see feed.py's delivery protocol.
 """
 from __future__ import annotations
 
@@ -116,16 +116,24 @@ def load_position(path: str) -> Position | None:
 
 
 class PreparedState:
-    """The next state, written and fsync'ed beside the state file; :meth:`commit` puts it in place."""
+    """The next state, written and fsync'ed beside the state file; :meth:`replace` puts it in place (any
+    thread, once; it is short: one rename), :meth:`commit` makes sure of that and fsyncs the directory."""
 
     def __init__(self, path: str, next_path: str, directory: str) -> None:
         self.path = path
         self.next_path = next_path
         self._directory = directory
+        self.replaced = False
+
+    def replace(self) -> None:
+        """``os.replace`` the prepared file over the state file (atomic); a second call does nothing."""
+        if not self.replaced:
+            os.replace(self.next_path, self.path)
+            self.replaced = True
 
     def commit(self) -> None:
-        """``os.replace`` the prepared file over the state file (atomic), then fsync the directory."""
-        os.replace(self.next_path, self.path)
+        """:meth:`replace` if not done yet, then fsync the directory (so the rename survives a power cut)."""
+        self.replace()
         _fsync_directory(self._directory)
 
     def discard(self) -> None:

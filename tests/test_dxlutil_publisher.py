@@ -129,3 +129,56 @@ def test_a_client_without_paho_is_sent_to_without_waiting() -> None:
     client = Recorder()
     dxl_publisher(client)(TOPIC, {"x": 1})
     assert [e.payload for e in client.events] == [b'{"x":1}']
+
+
+def test_on_written_runs_in_the_network_thread_right_after_the_write(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    """An EventPayload's on_written runs in paho's network thread once the bytes are in the socket, before
+    publish returns."""
+    client_end, broker_end = pair
+    writer = threading.Thread(target=lambda: dxl._client.loop_write())
+    dxl = PahoDxlClient(client_end, network_thread=writer)
+    publish = dxl_publisher(dxl, write_timeout=10)
+    seen: list[tuple[str, bytes]] = []
+    threading.Timer(0.1, writer.start).start()
+    publish(TOPIC, EventPayload({"n": 1}, "{00000000-0000-5000-8000-000000000002}",
+                                on_written=lambda: seen.append((threading.current_thread().name,
+                                                                received(broker_end)))))
+    writer.join(10)
+    assert len(seen) == 1 and seen[0][0] == writer.name and b'{"n":1}' in seen[0][1]
+
+
+def test_on_written_runs_in_the_caller_when_paho_wrote_during_publish(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    """With no network thread paho writes inside publish, before the hook is registered: it runs once, here."""
+    client_end, broker_end = pair
+    calls: list[str] = []
+    dxl_publisher(PahoDxlClient(client_end, network_thread=None))(
+        TOPIC, EventPayload({}, "{00000000-0000-5000-8000-000000000003}",
+                            on_written=lambda: calls.append(threading.current_thread().name)))
+    assert calls == [threading.current_thread().name]
+
+
+def test_on_written_never_runs_for_a_publish_that_failed(pair: tuple[socket.socket, socket.socket]) -> None:
+    """A publish that timed out cancels its hook: a write that comes later does not run it."""
+    client_end, broker_end = pair
+    idle = threading.Thread(target=lambda: None)
+    dxl = PahoDxlClient(client_end, network_thread=idle)
+    calls: list[int] = []
+    with pytest.raises(PublishError):
+        dxl_publisher(dxl, write_timeout=0.2)(
+            TOPIC, EventPayload({}, "{00000000-0000-5000-8000-000000000004}", on_written=lambda: calls.append(1)))
+    dxl._client.loop_write()  # the queued message goes out after all
+    assert b"{}" in received(broker_end) and calls == []
+
+
+def test_an_error_in_on_written_is_raised_by_the_publish(pair: tuple[socket.socket, socket.socket]) -> None:
+    """on_written's error (say the state file's rename failed) comes out of the publish call."""
+    client_end, _ = pair
+
+    def fail() -> None:
+        raise OSError("rename failed")
+
+    with pytest.raises(OSError, match="rename failed"):
+        dxl_publisher(PahoDxlClient(client_end, network_thread=None))(
+            TOPIC, EventPayload({}, "{00000000-0000-5000-8000-000000000005}", on_written=fail))

@@ -95,11 +95,16 @@ class FakeMisp:
 
 
 class ListPublisher:
-    """Collects published events; raises on the call after ``fail_after`` successful ones."""
+    """Collects published events; raises on the call after ``fail_after`` successful ones.
 
-    def __init__(self, fail_after: int | None = None) -> None:
+    Like dxlutil's publisher, it runs the payload's ``on_written`` once the event is "written" (after
+    ``on_publish``, which stands for that moment), unless ``run_hooks`` is off (a publisher without a
+    network thread)."""
+
+    def __init__(self, fail_after: int | None = None, *, run_hooks: bool = True) -> None:
         self.sent: list[tuple[str, dict[str, Any]]] = []
         self.fail_after = fail_after
+        self.run_hooks = run_hooks
         self.on_publish: Callable[[dict[str, Any]], None] = lambda event: None
 
     def __call__(self, topic: str, payload: dict[str, Any]) -> None:
@@ -107,6 +112,9 @@ class ListPublisher:
             raise RuntimeError("simulated crash")
         self.sent.append((topic, payload))
         self.on_publish(payload["Event"])
+        on_written = getattr(payload, "on_written", None)
+        if self.run_hooks and on_written is not None:
+            on_written()
 
     def changes(self) -> list[tuple[str, int]]:
         """(uuid, timestamp) of each published event, in order."""
@@ -333,10 +341,12 @@ def test_a_state_file_of_the_other_field_stops_the_start(state_file: str, saved_
 
 # --- delivering one event: prepare, publish, commit ------------------------------------------------
 
-def test_the_next_state_is_on_disk_before_the_publish_and_in_place_after(state_file: str,
+@pytest.mark.parametrize("run_hooks", [True, False])
+def test_the_next_state_is_on_disk_before_the_publish_and_in_place_after(state_file: str, run_hooks: bool,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each event: <state>.next written and fsync'ed, then the publish, then os.replace and the directory fsync."""
-    misp, out = FakeMisp(), ListPublisher()
+    """Each event: <state>.next written and fsync'ed, the write, one os.replace (by the publisher's on_written,
+    or by the feed after the publish), then the directory fsync."""
+    misp, out = FakeMisp(), ListPublisher(run_hooks=run_hooks)
     populate(misp, 2)
     feed = make_feed(make_settings(state_file), misp, out)
     feed.position  # the first run's state, saved before anything is watched
@@ -359,6 +369,42 @@ def test_the_next_state_is_on_disk_before_the_publish_and_in_place_after(state_f
     assert os.listdir(os.path.dirname(state_file)) == ["feed.json"]
 
 
+def test_the_rename_happens_inside_the_publish_when_the_publisher_runs_on_written(state_file: str) -> None:
+    """With dxlutil's publisher the state file is renamed by on_written, before the publish returns."""
+    misp = FakeMisp()
+    populate(misp, 2)
+    in_place: list[Position | None] = []
+
+    class Checking(ListPublisher):
+        def __call__(self, topic: str, payload: dict[str, Any]) -> None:
+            super().__call__(topic, payload)
+            in_place.append(load_position(state_file))
+
+    out = Checking()
+    make_feed(make_settings(state_file), misp, out).poll_once()
+    assert in_place == [Position(t, frozenset({u})) for u, t in out.changes()]
+
+
+def test_a_publish_that_raises_after_its_rename_moves_the_feed_on(state_file: str) -> None:
+    """If the state was renamed (the event was written) and the publish still raises, the feed's position
+    follows the file: the next poll does not send that event again."""
+    misp = FakeMisp()
+    expected = populate(misp, 3)
+
+    class LateFailure(ListPublisher):
+        def __call__(self, topic: str, payload: dict[str, Any]) -> None:
+            super().__call__(topic, payload)
+            if len(self.sent) == 2:
+                raise OSError("failed after the write")
+
+    out = LateFailure()
+    feed = make_feed(make_settings(state_file), misp, out)
+    with pytest.raises(OSError):
+        feed.poll_once()
+    feed.poll_once()
+    assert out.changes() == expected
+
+
 def test_a_failed_publish_leaves_the_state_and_no_prepared_file(state_file: str) -> None:
     """A publish that raises (refused, or not written in time) leaves the previous state and removes .next."""
     misp = FakeMisp()
@@ -375,17 +421,17 @@ def test_a_crash_between_the_write_and_the_rename_repeats_that_event_only(state_
     misp = FakeMisp()
     expected = populate(misp, 6, per_second=2)
     first = ListPublisher()
-    real_commit = feedstate.PreparedState.commit
+    real_replace = feedstate.PreparedState.replace
 
     def crash_on_third(prepared: feedstate.PreparedState) -> None:
         if len(first.sent) == 3:
-            raise KeyboardInterrupt("killed after the publish, before the rename")
-        real_commit(prepared)
+            raise KeyboardInterrupt("killed after the write, before the rename")
+        real_replace(prepared)
 
-    monkeypatch.setattr(feedstate.PreparedState, "commit", crash_on_third)
+    monkeypatch.setattr(feedstate.PreparedState, "replace", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         make_feed(make_settings(state_file), misp, first).poll_once()
-    monkeypatch.setattr(feedstate.PreparedState, "commit", real_commit)
+    monkeypatch.setattr(feedstate.PreparedState, "replace", real_replace)
     second = ListPublisher()
     make_feed(make_settings(state_file), misp, second).poll_once()
     assert second.changes()[0] == first.changes()[-1]
