@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 from dxlclient.callbacks import EventCallback
 
+from dxlmispservice.feed import feed_message_id
 from dxlmispservice.testing import (
     EventWaiter, Requester, ServiceProcess, StackHandle, make_config_dir, read_service_config, stop_process,
 )
@@ -163,16 +164,20 @@ def test_filters_select_the_events(stack: StackHandle, requester: Requester, tmp
     }
     with feed_service(stack, requester, tmp_path, "feed-filters", tags="feed:in", notTags="feed:out",
                       orgs=ORG_NAME, publishedOnly="true", threatLevels="1,2") as (service, waiter):
-        events = wait_for_uuid(waiter, made["last match"]["uuid"])
-    assert [e["Event"]["info"] for e in events] == ["match", "match 2", "last match"]
+        wanted = {made[name]["uuid"] for name in ("match", "match 2", "last match")}
+        waiter.wait_until(lambda events: wanted <= set(uuids(events)), WAIT)
+        sentinel = add_event(misp, "sentinel", now - 50, tags=("feed:in",), threat_level=1, publish=True)
+        events = wait_for_uuid(waiter, sentinel["uuid"])[:-1]  # a later poll: anything else came before it
+    # publishedOnly sends in publication order, (publish_timestamp, uuid), and these share a second or two
+    assert sorted(e["Event"]["info"] for e in events) == ["last match", "match", "match 2"]
+    assert [(int(e["Event"]["publish_timestamp"]), e["Event"]["uuid"]) for e in events] == sorted(
+        (int(e["Event"]["publish_timestamp"]), e["Event"]["uuid"]) for e in events)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "feed.py pages by Event.timestamp, and publishing does not change an event's timestamp (MISP's nor the "
-    "dev server's): with publishedOnly, an event published after the feed passed its timestamp is never sent"))
 def test_published_only_sends_an_event_published_later(stack: StackHandle, requester: Requester,
                                                        tmp_path: Path) -> None:
-    """With publishedOnly, an event published after later events were sent is still sent."""
+    """With publishedOnly, an event published after later events were sent is still sent, once, in
+    publication order; an edit (which unpublishes) sends nothing until the event is published again."""
     misp, now = stack.misp(), int(time.time())
     draft = add_event(misp, "published late", now - 100)
     add_event(misp, "published at once", now - 50, publish=True)
@@ -181,9 +186,24 @@ def test_published_only_sends_an_event_published_later(stack: StackHandle, reque
         misp.publish(draft["id"])
         sentinel = add_event(misp, "sentinel", now - 10, publish=True)
         waiter.wait_for(lambda e: e["Event"]["uuid"] == sentinel["uuid"], WAIT)
+        misp.add_attribute(draft["id"], {"type": "domain", "value": "late.example"}, pythonify=False)
+        assert misp.get_event(draft["id"], pythonify=False)["Event"]["published"] is False
         second = add_event(misp, "a later poll", now - 5, publish=True)
-        events = wait_for_uuid(waiter, second["uuid"])
-    assert draft["uuid"] in uuids(events)
+        wait_for_uuid(waiter, second["uuid"])
+        misp.publish(draft["id"])
+        events = wait_for_uuid(waiter, draft["uuid"], count=2)
+    infos = [e["Event"]["info"] for e in events]
+    # the late publication and the sentinel may share a second (then they come in uuid order)
+    assert (infos[0], sorted(infos[1:3]), infos[3:]) == (
+        "published at once", ["published late", "sentinel"], ["a later poll", "published late"])
+    assert [int(e["Event"]["publish_timestamp"]) for e in events] == sorted(
+        int(e["Event"]["publish_timestamp"]) for e in events)
+    first_late = next(e["Event"] for e in events if e["Event"]["uuid"] == draft["uuid"])
+    assert int(first_late["timestamp"]) == now - 100  # publishing left timestamp alone
+    assert [a["value"] for a in events[-1]["Event"]["Attribute"]] == ["late.example"]
+    state_file = read_service_config(tmp_path / "service")["Feed"]["stateFile"]
+    state = json.loads(Path(state_file).read_text())
+    assert (state["field"], state["sent"]) == ("publish_timestamp", [draft["uuid"]])
 
 
 # --- kill -9 in the middle of a run ------------------------------------------------------------------
@@ -195,13 +215,15 @@ KILL_JITTER = 0.03     # then a random delay up to this many seconds, so kills l
 
 
 class Killer(EventCallback):
-    """Sends SIGKILL to the armed PID once ``count`` more feed events have arrived (on dxlclient's thread)."""
+    """Sends SIGKILL to the armed PID once ``count`` more feed events have arrived (on dxlclient's thread);
+    records each event's DXL message id with its ``(uuid, timestamp)``."""
 
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.Lock()
         self._pid = 0
         self._left = 0
+        self.message_ids: list[tuple[str, tuple[str, int]]] = []
 
     def arm(self, pid: int, count: int) -> None:
         """Kill ``pid`` after ``count`` more events (and a random delay)."""
@@ -210,6 +232,7 @@ class Killer(EventCallback):
 
     def on_event(self, event: Any) -> None:
         with self._lock:
+            self.message_ids.append((event.message_id, key(json.loads(event.payload))))
             if self._left <= 0:
                 return
             self._left -= 1
@@ -242,9 +265,10 @@ def start_service(stack: StackHandle, config: Path, log: Path) -> subprocess.Pop
                                 env=dict(os.environ, PYTHONUNBUFFERED="1", **stack.service_env()))
 
 
-def test_kill_9_mid_run_loses_nothing(stack: StackHandle, requester: Requester, tmp_path: Path) -> None:
-    """SIGKILL three times mid-run, then a full run: every change arrives, oldest first within a run, and a
-    change is only ever repeated as the one in flight at a kill (feed.py's documented window)."""
+def test_kill_9_mid_run_loses_nothing(stack: StackHandle, requester: Requester, tmp_path: Path,
+                                      record_property: Any) -> None:
+    """SIGKILL three times mid-run, then a full run: every change arrives, oldest first within a run, a change
+    is only ever repeated as the one in flight at a kill (feed.py's window), and each carries its stable id."""
     misp, now = stack.misp(), int(time.time())
     made = {(e["uuid"], int(e["timestamp"])) for e in
             (add_event(misp, f"backlog {i}", now - 3000 + i // 3) for i in range(BACKLOG))}
@@ -285,6 +309,10 @@ def test_kill_9_mid_run_loses_nothing(stack: StackHandle, requester: Requester, 
         assert count == 2
         assert any(in_flight(change, earlier, later) for earlier, later in zip(runs, runs[1:])), \
             f"{change} repeated, not as the change in flight at a kill: {[(r[-3:], r[:5]) for r in runs]}"
+    assert made <= {change for _, change in killer.message_ids}
+    assert all(mid == feed_message_id(topic, "timestamp", uuid, ts) for mid, (uuid, ts) in killer.message_ids)
+    record_property("feed_kill_repeats", len(repeated))
+    print(f"feed kill -9: {len(repeated)} repeat(s) over {KILLS} kills, {len(made - set(received))} lost")
     if repeated:
-        warnings.warn(f"feed kill -9: {len(repeated)} of {KILLS} kills hit feed.py's documented window "
-                      "(the change in flight was sent again after the restart)")
+        warnings.warn(f"feed kill -9: {len(repeated)} of {KILLS} kills hit feed.py's window (the change in "
+                      "flight was sent again after the restart)")

@@ -129,3 +129,18 @@ def test_a_cursor_that_is_not_one_is_refused(stack: StackHandle, requester: Requ
     assert not reply.ok
     assert reply.error_code == InvalidArguments.code
     assert "cursor" in reply.error_message
+
+
+def test_published_only_cursor_follows_publications(stack: StackHandle, requester: Requester) -> None:
+    """With published_only, a draft published after the cursor passed its timestamp comes next, once."""
+    misp, now = stack.misp(), int(time.time())
+    draft = add_event(misp, "draft", now - 300)
+    early = add_event(misp, "published early", now - 200)
+    misp.publish(early["id"])
+    events, last, _ = fetch_all(requester, {"since": now - 1000, "filters": {"published_only": True}}, limit=5)
+    assert [e["Event"]["uuid"] for e in events] == [early["uuid"]]
+    misp.publish(draft["id"])
+    later, last, _ = fetch_all(requester, {"cursor": last}, limit=5)
+    assert [(e["Event"]["uuid"], int(e["Event"]["timestamp"])) for e in later] == [(draft["uuid"], now - 300)]
+    assert int(later[0]["Event"]["publish_timestamp"]) >= int(events[0]["Event"]["publish_timestamp"])
+    assert fetch(requester, {"cursor": last})["events"] == []
