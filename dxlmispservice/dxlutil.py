@@ -21,11 +21,11 @@ was dropped with a broken connection, or the broker stopped reading).
 **Acting the moment it is written.** An :class:`EventPayload` may carry ``on_written``: a short callable
 that the publisher runs *in paho's network thread*, from paho's ``on_publish`` callback, right after the
 last byte of that message went into the socket, before the waiting caller is even woken (the feed renames
-its state file there: nothing but that rename lies between the socket write and the state moving on). It
-runs at most once, and never for a message that was not written: a publish that fails or times out
-cancels it first. If the message was written before the hook could be registered (paho wrote it while
-``publish`` was still returning), the publisher runs it in the caller's thread. An error it raises is
-raised by the publish.
+its state file there: nothing but that rename lies between the socket write and the state moving on). The
+hook is registered under the message's paho id from a wrapper of paho's (private) ``_packet_queue``, in the
+publishing thread, just before the packet is put on paho's out-queue, so it is in place whenever the
+network thread writes it. It runs at most once, and never for a message that was not written: a publish
+that fails or times out cancels it first. An error it raises is raised by the publish.
 
 **Message ids.** An :class:`EventPayload` also carries the DXL ``message_id`` to send it under (dxlclient
 has no setter: the publisher sets the message's ``_message_id`` before sending); a plain dict gets
@@ -60,6 +60,8 @@ WRITE_TIMEOUT = 5.0
 
 #: paho's ``MQTTMessageInfo.rc`` for a message that was queued (``MQTT_ERR_SUCCESS``).
 _QUEUED = 0
+#: The MQTT PUBLISH packet type (the high nibble of its first byte).
+_MQTT_PUBLISH = 0x30
 
 
 class PublishError(InternalError):
@@ -95,8 +97,9 @@ class _Hook:
 class _WrittenHooks:
     """The on_written hooks by paho message id, run from paho's ``on_publish`` (its network thread).
 
-    paho may write a message before its hook is registered; the ids written without a hook are kept (the
-    last ``_RECENT``; paho's ids wrap at 65535) so that a late registration finds it already written."""
+    Without the ``_packet_queue`` seam paho may write a message before its hook is registered; the ids
+    written without a hook are kept (the last ``_RECENT``; paho's ids wrap at 65535) so that a late
+    registration finds it already written and runs the hook at once."""
 
     _RECENT = 1024
 
@@ -117,6 +120,7 @@ class _WrittenHooks:
                 self._written.popitem(last=False)
 
     def register(self, mid: int, hook: _Hook) -> None:
+        """Run ``hook`` when ``mid`` is written, or now when it already was."""
         with self._lock:
             if mid in self._written:  # paho wrote it before we got here: run it now, in this thread
                 del self._written[mid]
@@ -194,15 +198,18 @@ def dxl_publisher(dxl_client: Any, *, size_warning: int | None = None,
         if message_id:
             event._message_id = message_id  # no public setter in dxlclient 5.7.0.1
         on_written = getattr(payload, "on_written", None)
-        captured.info = None
-        dxl_client.send_event(event)
-        info, captured.info = captured.info, None
+        hook = _Hook(on_written) if on_written is not None else None
+        captured.info, captured.hook = None, hook
+        try:
+            dxl_client.send_event(event)
+        finally:
+            info, unregistered = captured.info, captured.hook
+            captured.info = captured.hook = None
         if info is None:  # no paho underneath: nothing to wait for, the caller decides when it counts as sent
             return
         _check_queued(info, topic)
-        hook = _Hook(on_written) if on_written is not None else None
-        if hook is not None:
-            hooks.register(info.mid, hook)
+        if unregistered is not None:  # a paho without the _packet_queue seam: register it now, late
+            hooks.register(info.mid, unregistered)
         try:
             _wait_written(dxl_client, info, topic, write_timeout)
         except PublishError:
@@ -230,10 +237,19 @@ def _instrument(dxl_client: Any) -> tuple[threading.local, _WrittenHooks]:
     original = mqtt.publish
     previous = mqtt.on_publish
 
+    queue = getattr(mqtt, "_packet_queue", None)
+
     def publish(*args: Any, **kwargs: Any) -> Any:
         info = original(*args, **kwargs)
         captured.info = info
         return info
+
+    def packet_queue(command: int, packet: Any, mid: int, qos: int, info: Any = None) -> Any:
+        hook = getattr(captured, "hook", None)
+        if hook is not None and command & 0xF0 == _MQTT_PUBLISH:
+            captured.hook = None
+            hooks.register(mid, hook)  # before the packet is on the out-queue: the network thread finds it
+        return queue(command, packet, mid, qos, info)  # type: ignore[misc]
 
     def on_publish(client: Any, userdata: Any, mid: int) -> None:  # paho's network thread
         hooks.on_publish(mid)
@@ -241,6 +257,8 @@ def _instrument(dxl_client: Any) -> tuple[threading.local, _WrittenHooks]:
             previous(client, userdata, mid)
 
     mqtt.publish = publish
+    if callable(queue):
+        mqtt._packet_queue = packet_queue
     mqtt.on_publish = on_publish
     setattr(mqtt, _PUBLISH_MARK, (captured, hooks))
     return captured, hooks

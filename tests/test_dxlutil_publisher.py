@@ -148,15 +148,26 @@ def test_on_written_runs_in_the_network_thread_right_after_the_write(
     assert len(seen) == 1 and seen[0][0] == writer.name and b'{"n":1}' in seen[0][1]
 
 
-def test_on_written_runs_in_the_caller_when_paho_wrote_during_publish(
-        pair: tuple[socket.socket, socket.socket]) -> None:
-    """With no network thread paho writes inside publish, before the hook is registered: it runs once, here."""
+def test_on_written_runs_in_the_caller_when_the_caller_writes(pair: tuple[socket.socket, socket.socket]) -> None:
+    """With no network thread paho writes inside publish, in the caller's thread: the hook runs there, once."""
     client_end, broker_end = pair
     calls: list[str] = []
     dxl_publisher(PahoDxlClient(client_end, network_thread=None))(
         TOPIC, EventPayload({}, "{00000000-0000-5000-8000-000000000003}",
                             on_written=lambda: calls.append(threading.current_thread().name)))
-    assert calls == [threading.current_thread().name]
+    assert calls == [threading.current_thread().name] and b"{}" in received(broker_end)
+
+
+def test_on_written_registered_late_still_runs_once(pair: tuple[socket.socket, socket.socket]) -> None:
+    """Without the _packet_queue seam the hook is registered after paho wrote the message: it runs at once."""
+    client_end, broker_end = pair
+    dxl = PahoDxlClient(client_end, network_thread=None)
+    publish = dxl_publisher(dxl)
+    del dxl._client._packet_queue  # paho's own method again: no registration before the write
+    calls: list[int] = []
+    publish(TOPIC, EventPayload({}, "{00000000-0000-5000-8000-000000000006}", on_written=lambda: calls.append(1)))
+    publish(TOPIC, {"plain": True})
+    assert calls == [1] and b'{"plain":true}' in received(broker_end)
 
 
 def test_on_written_never_runs_for_a_publish_that_failed(pair: tuple[socket.socket, socket.socket]) -> None:
