@@ -190,7 +190,10 @@ def test_published_only_sends_an_event_published_later(stack: StackHandle, reque
         misp.add_attribute(draft["id"], {"type": "domain", "value": "late.example"}, pythonify=False)
         assert misp.get_event(draft["id"], pythonify=False)["Event"]["published"] is False
         second = add_event(misp, "a later poll", now - 5, publish=True)
-        wait_for_uuid(waiter, second["uuid"])
+        events = wait_for_uuid(waiter, second["uuid"])
+        first = next(int(e["Event"]["publish_timestamp"]) for e in events if e["Event"]["uuid"] == draft["uuid"])
+        while int(time.time()) <= first:  # two publications in one second are one to the feed (its limit)
+            time.sleep(0.05)
         misp.publish(draft["id"])
         events = wait_for_uuid(waiter, draft["uuid"], count=2)
     infos = [e["Event"]["info"] for e in events]
