@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import zmq
 
+from dxlmispservice.dxlutil import PublishError
 from dxlmispservice.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -210,6 +211,10 @@ class Forwarder:
         dxl_topic = notification_topic(topic, self._service_unique_id)
         try:
             self._publisher(dxl_topic, payload)
+        except PublishError as exc:  # the fabric is away or slow: one line, no traceback per frame
+            self.failed += 1
+            logger.warning("Did not forward the ZeroMQ notification %s to DXL (%s): %s", topic, dxl_topic, exc)
+            return
         except Exception:
             self.failed += 1
             logger.exception("Failed to publish the ZeroMQ notification %s as a DXL event on %s",

@@ -13,6 +13,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from devstack.misp.zmq import ZmqPublisher
+from dxlmispservice.dxlutil import PublishError
 from dxlmispservice.errors import ConfigError
 from dxlmispservice.notifications import Forwarder, notification_topic, parse_frame
 from dxlmispservice.settings import ZmqSettings
@@ -28,11 +29,12 @@ class ListPublisher:
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict[str, Any]]] = []
         self.fail_when: Callable[[str, dict[str, Any]], bool] = lambda topic, payload: False
+        self.error: Exception = RuntimeError("fabric down")
         self.lock = threading.Lock()
 
     def __call__(self, topic: str, payload: dict[str, Any]) -> None:
         if self.fail_when(topic, payload):
-            raise RuntimeError("fabric down")
+            raise self.error
         with self.lock:
             self.sent.append((topic, payload))
 
@@ -181,6 +183,23 @@ def test_a_failed_publish_is_logged_and_the_next_event_goes_out(
     assert [p["n"] for _, p in out.sent] == [2, 3]
     assert fwd.failed == 1
     assert "Failed to publish" in caplog.text
+
+
+def test_fabric_away_is_one_warning_line_per_frame_without_traceback(
+        misp_pub: ZmqPublisher, running: Callable[..., Forwarder], caplog: pytest.LogCaptureFixture) -> None:
+    """A PublishError (broker away or slow) logs one warning line naming the topic, with no traceback."""
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    out = ListPublisher()
+    out.error = PublishError("not connected to the broker")
+    out.fail_when = lambda topic, payload: payload.get("n") == 1
+    fwd = running(settings(misp_pub.port, ("misp_json_event",)), out)
+    join(misp_pub, out)
+    for n in range(1, 3):
+        misp_pub.publish("misp_json_event", {"n": n})
+    wait_until(lambda: len(out.sent) == 1)
+    failures = [r for r in caplog.records if "Did not forward" in r.getMessage()]
+    assert fwd.failed == 1 and len(failures) == 1
+    assert failures[0].exc_info is None and "not connected to the broker" in failures[0].getMessage()
 
 
 def test_forwarding_resumes_after_the_publisher_restarts(running: Callable[..., Forwarder]) -> None:
