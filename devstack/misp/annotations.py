@@ -39,12 +39,14 @@ class Annotations(Transactions):
             event_id = row["id"] if kind == "Event" else row["event_id"]
             linked = (store.link_event_tag(conn, row["id"], tag, local) if kind == "Event"
                       else store.link_attribute_tag(conn, row, tag, local))
-            if not linked:
-                raise _attach_failed(f"{kind} already has the requested tag attached, no changes had to be made.")
+            if not linked:  # MISP counts this as a success
+                return (f"{kind} already has the requested tag attached, no changes had to be made for tag "
+                        f"{tag['name']}.")
             if not local:
                 self._global_tag_changed(conn, kind, row, event_id, now)
             self._notify_tag(tag, f"attached to {kind.lower()}", event_id, None if kind == "Event" else row["id"])
-        return f"Successfully attached 1 tags to {kind} ({row['id']})"
+        scope = "Local" if local else "Global"
+        return f"{scope} tag {tag['name']}({tag['id']}) successfully attached to {kind}({row['id']})."
 
     @locked
     def remove_tag(self, uuid: str, name: str) -> str:
@@ -65,7 +67,8 @@ class Annotations(Transactions):
             if not link["local"]:
                 self._global_tag_changed(conn, kind, row, event_id, now)
             self._notify_tag(tag, f"detached from {kind.lower()}", event_id, None if kind == "Event" else row["id"])
-        return f"Tag {tag['name']}({tag['id']}) successfully removed from {kind}({row['id']})."
+        scope = "Local" if link["local"] else "Global"
+        return f"{scope} tag {tag['name']} ({tag['id']}) successfully removed from {kind}({row['id']})."
 
     def _global_tag_changed(self, conn: sqlite3.Connection, kind: str, row: sqlite3.Row, event_id: int,
                             now: int) -> None:

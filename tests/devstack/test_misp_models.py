@@ -210,13 +210,19 @@ class TestTagsSightingsObjects:
         assert view["Tag"][0]["id"] == view["Attribute"][0]["Tag"][0]["id"]
 
     def test_tag_errors(self, models: MispModels) -> None:
-        """Tagging an unknown uuid, twice, or removing a tag that is not there fails as MISP does."""
+        """Tagging an unknown uuid or removing a tag that is not there fails as MISP does; tagging twice
+        succeeds with MISP's "no changes had to be made" message."""
         event = new_event(models)
         with pytest.raises(MethodNotAllowed, match="Invalid Target"):
             models.attach_tag("00000000-0000-4000-8000-000000000000", "x")
-        models.attach_tag(event["uuid"], "x")
-        with pytest.raises(SaveFailed):
-            models.attach_tag(event["uuid"], "x")
+        first = models.attach_tag(event["uuid"], "x")
+        assert first == f"Global tag x({models.get_event(event['id'])['Event']['Tag'][0]['id']}) " \
+                        f"successfully attached to Event({event['id']})."
+        assert models.attach_tag(event["uuid"], "x") == (
+            "Event already has the requested tag attached, no changes had to be made for tag x.")
+        with pytest.raises(SaveFailed) as unknown_id:
+            models.attach_tag(event["uuid"], "999")
+        assert "Invalid Tag." in unknown_id.value.errors
         with pytest.raises(MethodNotAllowed, match="Invalid Tag"):
             models.remove_tag(event["uuid"], "tlp:none")
         other = new_event(models, Tag=["tlp:none"])
