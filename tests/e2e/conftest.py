@@ -8,6 +8,7 @@ tests.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -31,3 +32,9 @@ def requester(stack: StackHandle) -> Requester:
 def clean_misp(stack: StackHandle) -> None:
     """Empty the dev MISP server before each test."""
     stack.reset_misp()
+
+
+@pytest.fixture(scope="session")
+def misp(stack: StackHandle) -> Any:
+    """PyMISP straight on the dev MISP server (admin key): the judge of what MISP holds."""
+    return stack.misp()

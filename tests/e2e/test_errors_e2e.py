@@ -24,6 +24,7 @@ from dxlmispservice.errors import ERROR_CODES
 from dxlmispservice.testing import (API_KEY_ENV, Reply, Requester, ServiceProcess, StackHandle, dead_url,
                                     read_service_config)
 from dxlmispservice.topics import request_topic
+from tests.e2e import helpers
 
 WRONG_KEY = secrets.token_hex(20)
 SMALL_LIMIT = 1024
@@ -31,12 +32,6 @@ SMALL_LIMIT = 1024
 QUIET = {"zeroMqNotificationTopics": None, "zeroMqPort": None}
 
 Variant = tuple[ServiceProcess, str]
-
-
-@pytest.fixture(scope="module")
-def misp(stack: StackHandle) -> Any:
-    """PyMISP straight on the dev MISP server (admin key): the judge of what MISP holds."""
-    return stack.misp()
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +121,7 @@ def event_count(misp: Any) -> int:
 
 def make_event(misp: Any, info: str = "e2e errors") -> dict[str, Any]:
     """An event made directly in MISP (not through the service)."""
-    return misp.add_event({"info": info, "distribution": 0, "threat_level_id": 3, "analysis": 0})["Event"]
+    return helpers.make_event(misp, info)
 
 
 def accepted_pymisp_names(method: str) -> list[str]:

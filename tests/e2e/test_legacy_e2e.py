@@ -6,46 +6,28 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from dxlmispservice.legacy import LEGACY
-from dxlmispservice.testing import Requester, StackHandle
-from dxlmispservice.topics import request_topic
+from dxlmispservice.testing import Requester
+from tests.e2e import helpers
+from tests.e2e.helpers import call
 
 SEED_INFO = "OpenDXL MISP update event example"
 SEED_COMMENT = "Added by the OpenDXL MISP update event example"
 SEED_TAG = "Tagged by the OpenDXL MISP update event example"
 SEED_SOURCE = "Seen by the OpenDXL MISP update event example"
 
-
-@pytest.fixture(scope="module")
-def misp(stack: StackHandle) -> Any:
-    """PyMISP straight on the dev MISP server (admin key): the judge of what MISP holds."""
-    return stack.misp()
-
-
-def call(requester: Requester, api_name: str, payload: dict[str, Any]) -> Any:
-    """The decoded answer of a request that must succeed."""
-    reply = requester.request(request_topic(api_name), payload)
-    assert reply.ok, f"{api_name} failed: {reply.error_code} {reply.error_message}"
-    return reply.payload
-
-
 def make_event(misp: Any, info: str = "e2e legacy") -> dict[str, Any]:
     """An event made directly in MISP (not through the service)."""
-    return misp.add_event({"info": info, "distribution": 0, "threat_level_id": 3, "analysis": 0})["Event"]
-
+    return helpers.make_event(misp, info)
 
 def make_attribute(misp: Any, event_id: str, type_: str = "comment", value: str = SEED_COMMENT) -> dict[str, Any]:
     """An attribute made directly in MISP."""
     return misp.add_attribute(event_id, {"type": type_, "value": value})["Attribute"]
 
-
 def attribute_in_misp(misp: Any, event_id: str, uuid: str) -> dict[str, Any]:
     """The attribute ``uuid`` as MISP's event view shows it (with its tags and sightings)."""
     event = misp.get_event(event_id)["Event"]
     return next(a for a in event["Attribute"] if a["uuid"] == uuid)
-
 
 def test_new_event_stores_the_seed_event(requester: Requester, misp: Any) -> None:
     """new_event with the seed's payload answers {"Event": ...} and MISP holds that event with those fields."""
@@ -56,7 +38,6 @@ def test_new_event_stores_the_seed_event(requester: Requester, misp: Any) -> Non
     assert (stored["info"], stored["distribution"], stored["analysis"], stored["threat_level_id"]) == \
         (SEED_INFO, "3", "1", "3")
 
-
 def test_add_internal_comment_adds_a_comment_attribute(requester: Requester, misp: Any) -> None:
     """add_internal_comment answers a list of one {"Attribute"} and MISP's event gains that comment attribute."""
     event = make_event(misp)
@@ -66,7 +47,6 @@ def test_add_internal_comment_adds_a_comment_attribute(requester: Requester, mis
     stored = attribute_in_misp(misp, event["id"], answer[0]["Attribute"]["uuid"])
     assert (stored["type"], stored["category"], stored["value"], stored["comment"]) == \
         ("comment", "Internal reference", SEED_COMMENT, "This is only a test")
-
 
 def test_add_named_attribute_adds_one_attribute_per_value(requester: Requester, misp: Any) -> None:
     """add_named_attribute with a list of values adds each one, with the given type, category and to_ids."""
@@ -79,7 +59,6 @@ def test_add_named_attribute_adds_one_attribute_per_value(requester: Requester, 
     assert sorted((a["type"], a["value"], a["category"], a["to_ids"]) for a in stored) == \
         [("ip-dst", v, "Network activity", True) for v in values]
 
-
 def test_add_named_attribute_with_one_value(requester: Requester, misp: Any) -> None:
     """add_named_attribute with one value answers [{"Attribute": {...}}] for the attribute MISP now holds."""
     event = make_event(misp)
@@ -89,7 +68,6 @@ def test_add_named_attribute_with_one_value(requester: Requester, misp: Any) -> 
     stored = attribute_in_misp(misp, event["id"], answer[0]["Attribute"]["uuid"])
     assert (stored["type"], stored["value"]) == ("domain", "example.org")
 
-
 def test_tag_attaches_the_tag_to_the_attribute(requester: Requester, misp: Any) -> None:
     """tag with the seed's payload answers {"name", "message", "url"} and MISP's attribute carries the tag."""
     event = make_event(misp)
@@ -97,7 +75,6 @@ def test_tag_attaches_the_tag_to_the_attribute(requester: Requester, misp: Any) 
     answer = call(requester, "tag", {"uuid": attribute["uuid"], "tag": SEED_TAG})
     assert set(answer) == {"name", "message", "url"} and answer["url"] == "/tags/attachTagToObject"
     assert [t["name"] for t in attribute_in_misp(misp, event["id"], attribute["uuid"]).get("Tag", [])] == [SEED_TAG]
-
 
 def test_untag_removes_the_tag(requester: Requester, misp: Any) -> None:
     """untag removes the named tag from the attribute in MISP, and answers {"name", "message", "url"}."""
@@ -109,7 +86,6 @@ def test_untag_removes_the_tag(requester: Requester, misp: Any) -> None:
     assert set(answer) == {"name", "message", "url"} and answer["url"] == "/tags/removeTagFromObject"
     assert [t["name"] for t in attribute_in_misp(misp, event["id"], attribute["uuid"]).get("Tag", [])] == ["e2e:kept"]
 
-
 def test_sighting_adds_a_sighting_to_the_attribute(requester: Requester, misp: Any) -> None:
     """sighting with the seed's payload answers the 2.4 message and MISP's attribute has that sighting."""
     event = make_event(misp)
@@ -119,7 +95,6 @@ def test_sighting_adds_a_sighting_to_the_attribute(requester: Requester, misp: A
                       "url": f"/sightings/add/{attribute['uuid']}"}
     sightings = attribute_in_misp(misp, event["id"], attribute["uuid"]).get("Sighting", [])
     assert [(s["source"], s["type"]) for s in sightings] == [(SEED_SOURCE, "0")]
-
 
 def test_search_on_events_answers_the_seed_shape_from_misp(requester: Requester, misp: Any) -> None:
     """search {"eventid"} answers {"response": [{"Event": {"Attribute": [{"Sighting", "Tag"}]}}]} as MISP holds it."""
@@ -138,7 +113,6 @@ def test_search_on_events_answers_the_seed_shape_from_misp(requester: Requester,
     direct = misp.search(eventid=event["id"])
     assert [e["Event"]["uuid"] for e in direct] == [event["uuid"]]
 
-
 def test_search_on_attributes_controller_answers_the_matching_attributes(requester: Requester, misp: Any) -> None:
     """search on the attributes controller with 2.4's "values" answers {"response": {"Attribute": [...]}}."""
     event = make_event(misp)
@@ -148,7 +122,6 @@ def test_search_on_attributes_controller_answers_the_matching_attributes(request
     assert [a["uuid"] for a in answer["response"]["Attribute"]] == [wanted["uuid"]]
     direct = misp.search(controller="attributes", value="203.0.113.9")
     assert [a["uuid"] for a in direct["Attribute"]] == [wanted["uuid"]]
-
 
 def test_get_event_answers_the_event_misp_holds(requester: Requester, misp: Any) -> None:
     """get_event {"event_id"} answers {"Event": ...} equal in uuid, info and attributes to MISP's own view."""
@@ -160,7 +133,6 @@ def test_get_event_answers_the_event_misp_holds(requester: Requester, misp: Any)
     assert (answer["Event"]["uuid"], answer["Event"]["info"]) == (direct["uuid"], direct["info"])
     assert [a["uuid"] for a in answer["Event"]["Attribute"]] == [a["uuid"] for a in direct["Attribute"]]
 
-
 def test_update_event_changes_the_event_in_misp(requester: Requester, misp: Any) -> None:
     """update_event with the event JSON (2.4's whole-event post) changes the event's fields in MISP."""
     event = make_event(misp)
@@ -171,7 +143,6 @@ def test_update_event_changes_the_event_in_misp(requester: Requester, misp: Any)
     stored = misp.get_event(event["id"])["Event"]
     assert (stored["info"], stored["threat_level_id"]) == ("e2e legacy, updated", "1")
 
-
 def test_delete_event_removes_the_event_from_misp(requester: Requester, misp: Any) -> None:
     """delete_event {"event_id"} deletes the event: MISP answers 404 for it afterwards, others stay."""
     event = make_event(misp)
@@ -180,13 +151,11 @@ def test_delete_event_removes_the_event_from_misp(requester: Requester, misp: An
     assert misp.get_event(event["id"])["errors"][0] == 404
     assert misp.get_event(kept["id"])["Event"]["uuid"] == kept["uuid"]
 
-
 def test_publish_publishes_the_event_in_misp(requester: Requester, misp: Any) -> None:
     """publish {"event"} with 2.4's default (alert on) marks the event published in MISP."""
     event = make_event(misp)
     call(requester, "publish", {"event": event["id"]})
     assert misp.get_event(event["id"])["Event"]["published"] is True
-
 
 def test_every_legacy_name_is_called_over_the_wire_here() -> None:
     """Each name in the legacy table is sent over the fabric by some test of this module."""
