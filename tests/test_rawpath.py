@@ -18,7 +18,7 @@ from dxlmispservice.errors import InvalidArguments, MispRefused, MispServiceErro
 from dxlmispservice.misp import MispClient
 from dxlmispservice.rawjson import RawJson
 from dxlmispservice.settings import Settings
-from tests.test_misp import MispStub, settings_for
+from tests.mispstub import MispStub, settings_for
 
 
 class ViaPyMISP:
@@ -228,15 +228,6 @@ def test_test_stand_ins_take_the_pymisp_path() -> None:
 
 
 # --- errors and odd answers, against a scripted MISP --------------------------------------------------------
-@pytest.fixture()
-def stub() -> Iterator[MispStub]:
-    server = MispStub()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 ODD_ANSWERS = [
     (404, {"name": "Invalid event", "message": "Invalid event", "url": "/events/view/5"}, "application/json"),
     (403, {"saved": False, "name": "No", "errors": {"value": ["bad"]}}, "application/json"),
