@@ -11,11 +11,11 @@ MOSQUITTO := $(shell command -v mosquitto 2>/dev/null || ls /usr/sbin/mosquitto 
 all: test
 
 # --- set-up -----------------------------------------------------------------------------------
-$(STAMP): requirements.txt setup.py
+$(STAMP): requirements.txt setup.py devstack/setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel
 	$(PIP) install -q -r requirements.txt
-	$(PIP) install -q --no-deps -e .
+	$(PIP) install -q --no-deps -e . -e ./devstack
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -25,7 +25,7 @@ mosquitto:
 	@if [ -z "$(MOSQUITTO)" ]; then \
 	  if [ "$$(id -u)" = "0" ]; then \
 	    echo "installing mosquitto"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto) >/dev/null; \
+	    (apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends mosquitto) >/dev/null; \
 	  else echo "mosquitto is missing: install the Debian package 'mosquitto' (needs root)"; exit 1; fi; \
 	fi
 
@@ -35,7 +35,7 @@ test: venv mosquitto
 	$(MAKE) docs
 
 demo: venv mosquitto
-	$(PY) -m devstack demo
+	$(PY) -m dxlmisp_devstack demo
 
 # --- the rest ---------------------------------------------------------------------------------
 unit: venv
@@ -45,7 +45,7 @@ e2e: venv mosquitto
 	$(PY) -m pytest -q tests/e2e
 
 up: venv mosquitto
-	$(PY) -m devstack up --workdir .devstack
+	$(PY) -m dxlmisp_devstack up --workdir .devstack
 
 docs: venv
 	$(VENV)/bin/sphinx-build -q -W --keep-going -b html docs docs/_build/html

@@ -1,7 +1,7 @@
 """dxlmispservice: MISP on the OpenDXL fabric, on current PyMISP."""
 from __future__ import annotations
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 VERSION = "0.2.0"
 
@@ -13,13 +13,14 @@ setup(
     long_description_content_type="text/x-rst",
     license="Apache-2.0",
     python_requires=">=3.10",
-    # devstack/ is a dev and test tool and stays out of the product wheel.
-    packages=["dxlmispservice"],
+    # The dev stack (devstack/, distribution dxlmisp-devstack) is its own distribution: not in this wheel.
+    packages=find_packages(include=["dxlmispservice", "dxlmispservice.*"]),
     package_data={"dxlmispservice": ["_config/app/*", "_config/sample/*"]},
     install_requires=[
-        "dxlclient>=5.7.0.1",
-        "dxlbootstrap>=0.2.2",
-        "pymisp>=2.5.34",
+        # compat/ reaches into private parts of these three: bounded by the next minor version (PyMISP: 2.6).
+        "dxlclient>=5.7.0.1,<5.8",
+        "dxlbootstrap>=0.2.2,<0.3",
+        "pymisp>=2.5.34,<2.6",
         "pyzmq>=25",
         "requests>=2.31",
         "setuptools<81",  # dxlbootstrap imports pkg_resources

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dxlmispservice.testing import stop_process
+from dxlmisp_devstack.testing import stop_process
 
 from . import dxl
 from .bridge import calls

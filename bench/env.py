@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from devstack.stack import Child, Stack, child_env
-from dxlmispservice.testing import StackHandle, make_config_dir, run_service, ServiceProcess
+from dxlmisp_devstack.stack import Child, Stack, child_env
+from dxlmisp_devstack.testing import StackHandle, make_config_dir, run_service, ServiceProcess
 
 READY_TIMEOUT = 60.0
 
@@ -42,7 +42,7 @@ class BenchStack:
 
     @property
     def misp_db(self) -> Path:
-        """The dev MISP server's SQLite file (where ``devstack.stack.Stack`` puts it)."""
+        """The dev MISP server's SQLite file (where ``dxlmisp_devstack.stack.Stack`` puts it)."""
         return self.workdir / "misp" / "misp.sqlite"
 
     @property

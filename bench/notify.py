@@ -1,6 +1,6 @@
 """Notifications: ZeroMQ frames in, DXL events out; the forwarding rate, the latency and the count lost.
 
-The bench owns the ZeroMQ publisher (``devstack.misp.zmq.ZmqPublisher``, heartbeat off) and starts a
+The bench owns the ZeroMQ publisher (``dxlmisp_devstack.misp.zmq.ZmqPublisher``, heartbeat off) and starts a
 service whose forwarder subscribes to it (``zeroMqHost``/``zeroMqPort`` pointed at the bench's publisher,
 ``serviceUniqueId`` ``benchzmq``, one topic). Warm-up frames are sent until one arrives over DXL (ZeroMQ
 drops what a subscriber has not joined for yet), then ``count`` numbered frames at ``rate`` per second,
@@ -24,7 +24,7 @@ from typing import Any
 from dxlclient.callbacks import EventCallback
 from dxlclient.message import Event
 
-from devstack.misp.zmq import ZmqPublisher
+from dxlmisp_devstack.misp.zmq import ZmqPublisher
 
 from . import dxl
 from .env import BenchStack

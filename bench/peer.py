@@ -44,8 +44,8 @@ from urllib.parse import urlsplit
 
 from dxlclient.exceptions import WaitTimeoutException
 
-from devstack.fabric.pki import make_pki, make_server_cert
-from dxlmispservice.testing import stop_process
+from dxlmisp_devstack.fabric.pki import make_pki, make_server_cert
+from dxlmisp_devstack.testing import stop_process
 
 from . import dxl
 from .bridge import calls as bridge_calls, measure
@@ -110,7 +110,7 @@ def https_misp(bench: BenchStack) -> Iterator[tuple[str, str]]:
         source.close()
     pki = make_pki(directory / "pki", ())
     cert, key = make_server_cert(pki, "misp")
-    child = bench.spawn("misp-tls", [sys.executable, "-m", "devstack.misp.server", "--port", "0", "--db",
+    child = bench.spawn("misp-tls", [sys.executable, "-m", "dxlmisp_devstack.misp.server", "--port", "0", "--db",
                                      str(snapshot), "--tls-cert", str(cert), "--tls-key", str(key)], MISP_READY,
                         env={"DEVSTACK_MISP_ADMIN_KEY": bench.info["misp_api_key"],
                              "DEVSTACK_MISP_READONLY_KEY": bench.info["misp_readonly_api_key"]})

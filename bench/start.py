@@ -18,8 +18,8 @@ import sys
 import time
 from typing import Any
 
-from dxlmispservice.testing import stop_process
-from dxlmispservice.topics import request_topic
+from dxlmisp_devstack.testing import stop_process
+from dxlmispservice.api.topics import request_topic
 
 from . import dxl
 from .bridge import get_event_answer_ok

@@ -8,7 +8,7 @@ it wraps, in this process only,
   message handling on the pool thread (``message``: decode + dispatch + callback);
 - ``DxlRequestCallback.on_request`` (``callback``: handler + send_response);
 - ``RequestHandler.handle`` (``handler``: payload decode, checks, the MISP call, shaping, JSON encode);
-- ``MispClient.call`` (``misp``: PyMISP's request to MISP and its decoding of the answer).
+- ``MispConnection.call`` (``misp``: PyMISP's request to MISP and its decoding of the answer).
 
 Only messages on the service's request topics count. On SIGUSR1, and at exit, it writes the median and p99
 of each stage, in ms, to ``OUT.json`` (atomically, with a running ``dump`` number) and starts afresh.
@@ -56,7 +56,9 @@ def install() -> None:
     """Wrap the stages (see the module docstring)."""
     import dxlclient.client as dxl_client_module
 
-    from dxlmispservice import handler, misp
+    from dxlmispservice.api import handler
+
+    from dxlmispservice import misp
 
     original_on_message = dxl_client_module._on_message
 
@@ -79,7 +81,7 @@ def install() -> None:
     dxl_client_module._on_message = on_message
     handler.DxlRequestCallback.on_request = _timed("callback", handler.DxlRequestCallback.on_request)
     handler.RequestHandler.handle = _timed("handler", handler.RequestHandler.handle)
-    misp.MispClient.call = _timed("misp", misp.MispClient.call)
+    misp.MispConnection.call = _timed("misp", misp.MispConnection.call)
 
 
 def summary() -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """MISP DXL Python service: MISP's REST API and change notifications on an OpenDXL fabric."""
 from __future__ import annotations
 
+from dxlmispservice.names import SERVICE_TYPE
+
 __version__ = "0.2.0"
-SERVICE_TYPE = "/opendxl-misp/service/misp-api"
+__all__ = ["SERVICE_TYPE", "__version__"]

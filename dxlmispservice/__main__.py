@@ -18,8 +18,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .app import MispService
-from .errors import ConfigError
+from dxlmispservice.app import MispService
+from dxlmispservice.errors import ConfigError
 
 logger = logging.getLogger("dxlmispservice")
 

@@ -29,11 +29,11 @@ with warnings.catch_warnings():  # dxlbootstrap imports pkg_resources, which war
     from dxlbootstrap.app import Application
 from dxlclient.service import ServiceRegistrationInfo
 
-from . import topics
-from .dxlutil import Publisher, dxl_publisher, set_tcp_nodelay
-from .handler import DxlRequestCallback, Handler, RequestHandler
-from .misp import MispClient
-from .settings import Settings
+from dxlmispservice.api import topics
+from dxlmispservice.events.publisher import Publisher, dxl_publisher, set_tcp_nodelay
+from dxlmispservice.api.handler import DxlRequestCallback, Handler, RequestHandler
+from dxlmispservice.misp import MispConnection
+from dxlmispservice.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -50,19 +50,19 @@ class Forwarder(Protocol):
 
 
 #: Builds the forwarders from the settings, the shared MISP client and a DXL event publisher.
-ForwardersFactory = Callable[[Settings, MispClient, Publisher], list[Forwarder]]
+ForwardersFactory = Callable[[Settings, MispConnection, Publisher], list[Forwarder]]
 
 
-def default_forwarders(settings: Settings, misp: MispClient, publisher: Publisher) -> list[Forwarder]:
+def default_forwarders(settings: Settings, misp: MispConnection, publisher: Publisher) -> list[Forwarder]:
     """The ZeroMQ notification forwarder and the event feed, each when its settings turn it on."""
     forwarders: list[Forwarder] = []
     if settings.zeromq is not None:
-        from .notifications import Forwarder as NotificationForwarder
+        from dxlmispservice.events.notifications import Forwarder as NotificationForwarder
 
         forwarders.append(NotificationForwarder(settings.zeromq, publisher,
                                                 service_unique_id=settings.service_unique_id))
     if settings.feed is not None:
-        from .feed import Feed
+        from dxlmispservice.events.feed import Feed
 
         forwarders.append(Feed(settings.feed, misp, publisher, service_unique_id=settings.service_unique_id))
     return forwarders
@@ -84,7 +84,7 @@ class MispService(Application):
     """The MISP DXL service. The keyword arguments swap in fakes for tests; none does network I/O."""
 
     def __init__(self, config_dir: str, *,
-                 misp_client_factory: Callable[[Settings], MispClient] = MispClient,
+                 misp_client_factory: Callable[[Settings], MispConnection] = MispConnection,
                  table_builder: Callable[[Iterable[str]], Mapping[str, Handler]] = topics.build_table,
                  forwarders_factory: ForwardersFactory = default_forwarders,
                  environ: Mapping[str, str] = os.environ) -> None:
@@ -95,7 +95,7 @@ class MispService(Application):
         self._environ = environ
         self._publisher = _LatePublisher()
         self.settings: Settings | None = None
-        self.misp: MispClient | None = None
+        self.misp: MispConnection | None = None
         self.table: Mapping[str, Handler] = {}
         self.forwarders: list[Forwarder] = []
         self._started: list[Forwarder] = []

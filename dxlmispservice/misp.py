@@ -1,6 +1,6 @@
 """The one shared PyMISP client, built lazily and tuned, with MISP's failures mapped to service errors.
 
-PyMISP's constructor talks to MISP (version, current user, attribute types), so :class:`MispClient` builds
+PyMISP's constructor talks to MISP (version, current user, attribute types), so :class:`MispConnection` builds
 it on first use, under a lock, and builds it again on the next call after a failed build. The service thus
 starts and registers while MISP is down, answers "MISP unavailable" meanwhile, and serves normally once
 MISP is back, with no restart.
@@ -9,7 +9,7 @@ The session is tuned before PyMISP sends its first request: one connection pool 
 threads, for both http and https, and ``trust_env`` off unless ``[Proxies]`` is configured (requests then
 reads no proxy variables nor ``.netrc`` on every call).
 
-Mapping (:meth:`MispClient.call`):
+Mapping (:meth:`MispConnection.call`):
 
 - a result ``{"errors": (status, body)}`` (PyMISP's form of a 4xx with a JSON body), or a 4xx without
   a JSON body, or a 4xx while PyMISP builds (a wrong key) -> :class:`~dxlmispservice.errors.MispRefused`
@@ -18,7 +18,7 @@ Mapping (:meth:`MispClient.call`):
   failed build ->
   :class:`~dxlmispservice.errors.MispUnavailable`.
 
-:meth:`MispClient.fetch` is the raw path for the hottest read calls: one request on PyMISP's own session
+:meth:`MispConnection.fetch` is the raw path for the hottest read calls: one request on PyMISP's own session
 (:class:`RawSender`), MISP's JSON body handed back as bytes, undecoded, with the same mapping.
 
 No message carries the API key (:func:`~dxlmispservice.errors.redact`).
@@ -40,9 +40,9 @@ from requests.adapters import HTTPAdapter
 from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 
-from . import __version__
-from .errors import MispRefused, MispUnavailable, redact
-from .settings import Settings
+from dxlmispservice import __version__
+from dxlmispservice.errors import MispRefused, MispUnavailable, redact
+from dxlmispservice.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class RawSender:
         return self.session.send(prepared, timeout=self.pymisp.timeout, **settings)
 
 
-class MispClient:
+class MispConnection:
     """One shared PyMISP, built on first use; :meth:`call` runs a function on it and maps failures."""
 
     def __init__(self, settings: Settings, *, factory: Callable[[], PyMISP] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""A tiny MISP over real HTTP for the MispClient and raw-path tests: the calls PyMISP makes when built,
+"""A tiny MISP over real HTTP for the MispConnection and raw-path tests: the calls PyMISP makes when built,
 plus scripted routes (``route``), an outage switch (``down``) and hanging or cut-short answers."""
 from __future__ import annotations
 

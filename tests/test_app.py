@@ -18,7 +18,7 @@ from pahoproxy.client import Client as PahoClient
 
 from dxlmispservice import __main__ as service_main
 from dxlmispservice.app import MispService
-from dxlmispservice.dxlutil import dxl_publisher, enable_tcp_nodelay, set_tcp_nodelay, tcp_nodelay_enabled
+from dxlmispservice.events.publisher import dxl_publisher, enable_tcp_nodelay, set_tcp_nodelay, tcp_nodelay_enabled
 from dxlmispservice.errors import ConfigError, MispUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,7 +191,7 @@ def test_pool_sizes_come_from_checked_settings(tmp_path: Path) -> None:
 
 def test_bad_api_name_stops_before_connecting(tmp_path: Path) -> None:
     """An unknown api name raises ConfigError listing valid names, before any DXL client exists."""
-    from dxlmispservice import topics
+    from dxlmispservice.api import topics
 
     app = make_app(write_config(tmp_path, "apiNames=new_event,no_such_name"), table_builder=topics.build_table)
     try:
@@ -214,13 +214,13 @@ def test_empty_api_names_registers_nothing(tmp_path: Path) -> None:
 
 
 def test_starts_and_registers_with_misp_down(tmp_path: Path) -> None:
-    """With the real MispClient and MISP unreachable, the service registers and answers misp_unavailable."""
+    """With the real MispConnection and MISP unreachable, the service registers and answers misp_unavailable."""
     def table(names: Any) -> dict[str, Any]:
         return {name: (lambda misp, payload: misp.call(lambda m: m.get_user())) for name in names}
 
-    from dxlmispservice.misp import MispClient
+    from dxlmispservice.misp import MispConnection
 
-    app = make_app(write_config(tmp_path, "apiNames=get_user"), misp_client_factory=MispClient,
+    app = make_app(write_config(tmp_path, "apiNames=get_user"), misp_client_factory=MispConnection,
                    table_builder=table)
     try:
         app.run()

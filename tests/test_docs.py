@@ -11,7 +11,13 @@ from pathlib import Path
 import docutils.core
 import pytest
 
-from dxlmispservice import legacy, passthrough, settings, topics
+from dxlmispservice.api import legacy
+
+from dxlmispservice.api import passthrough
+
+from dxlmispservice import settings
+
+from dxlmispservice.api import topics
 from dxlmispservice.errors import ERROR_CODES
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -148,13 +154,13 @@ def test_methods_page_lists_the_search_names_of_2_4() -> None:
 
 
 def _devstack_info_keys() -> set[str]:
-    """The keys of the dict that devstack/stack.py writes as devstack.json (read from its source)."""
-    tree = ast.parse((DOCS.parent / "devstack" / "stack.py").read_text(encoding="utf-8"))
+    """The keys of the dict that devstack/dxlmisp_devstack/stack.py writes as devstack.json (read from its source)."""
+    tree = ast.parse((DOCS.parent / "devstack" / "dxlmisp_devstack" / "stack.py").read_text(encoding="utf-8"))
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict) and any(
                 isinstance(t, ast.Attribute) and t.attr == "info" for t in node.targets):
             return {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
-    raise AssertionError("devstack/stack.py no longer assigns self.info = {...}")
+    raise AssertionError("devstack/dxlmisp_devstack/stack.py no longer assigns self.info = {...}")
 
 
 def test_devstack_page_lists_every_devstack_json_key() -> None:

@@ -11,7 +11,7 @@ import pytest
 from dxlclient.message import Event, Message
 from pahoproxy.client import Client as PahoClient
 
-from dxlmispservice.dxlutil import EventPayload, PublishError, dxl_publisher
+from dxlmispservice.events.publisher import EventPayload, PublishError, dxl_publisher
 
 TOPIC = "/opendxl-misp/event/feed/event"
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from dxlmispservice import feedstate
-from dxlmispservice.dxlutil import EventPayload
+from dxlmispservice.events import feedstate
+from dxlmispservice.events.publisher import EventPayload
 from dxlmispservice.errors import ConfigError, InvalidArguments, MispUnavailable
-from dxlmispservice.feed import SEARCH_ORDERS, Feed, Filters, feed_message_id, feed_topic, fetch_events
-from dxlmispservice.feedstate import PUBLICATIONS, Position, encode_cursor, load_position, save_position
+from dxlmispservice.events.feed import SEARCH_ORDERS, Feed, Filters, feed_message_id, feed_topic, fetch_events
+from dxlmispservice.events.feedstate import PUBLICATIONS, Position, encode_cursor, load_position, save_position
 from dxlmispservice.settings import FeedSettings
 
 NOW = 2_000_000_000
@@ -25,7 +25,7 @@ DAY = 86_400
 
 
 class FakeMisp:
-    """A MispClient stand-in: ``call(fn)`` runs ``fn`` on itself, and ``search`` acts like restSearch.
+    """A MispConnection stand-in: ``call(fn)`` runs ``fn`` on itself, and ``search`` acts like restSearch.
 
     It honours ``timestamp`` and ``publish_timestamp`` (>=), ``order`` (ascending by either; ties in a
     random order each call), ``limit``/``page``, ``tags`` (OR, with ``!`` negation), ``org``,
@@ -511,7 +511,7 @@ def running_feeds() -> Iterator[list[Feed]]:
 def test_the_loop_retries_after_misp_was_unavailable(state_file: str, running_feeds: list[Feed],
                                                      caplog: pytest.LogCaptureFixture) -> None:
     """A poll that finds MISP down is logged; a later poll publishes once MISP is back."""
-    caplog.set_level(logging.WARNING, logger="dxlmispservice.feed")
+    caplog.set_level(logging.WARNING, logger="dxlmispservice.events.feed")
     misp, out = FakeMisp(), ListPublisher()
     populate(misp, 3)
     misp.down = True

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from dxlmispservice import feedstate
+from dxlmispservice.events import feedstate
 from dxlmispservice.errors import ConfigError, InvalidArguments
-from dxlmispservice.feedstate import (PUBLICATIONS, Position, decode_cursor, encode_cursor, load_position,
+from dxlmispservice.events.feedstate import (PUBLICATIONS, Position, decode_cursor, encode_cursor, load_position,
                                       parse_since, prepare_position, save_position)
 
 NOW = 2_000_000_000

@@ -12,15 +12,15 @@ from pymisp import MISPEvent
 
 from dxlmispservice.errors import (InternalError, InvalidArguments, InvalidPayload, MispRefused,
                                    MispUnavailable, ResponseTooLarge)
-from dxlmispservice.handler import DxlRequestCallback, Outcome, RequestHandler, decode_payload
-from dxlmispservice.rawjson import RawJson
+from dxlmispservice.api.handler import DxlRequestCallback, Outcome, RequestHandler, decode_payload
+from dxlmispservice.api.rawjson import RawJson
 
 KEY = "handlerKey0123456789abcdefghijklmnopqrs"
 REFUSAL = {"name": "Invalid event", "message": "Invalid event", "url": "/events/view/9"}
 
 
 class FakeMisp:
-    """Stands in for MispClient: handlers only pass it around here."""
+    """Stands in for MispConnection: handlers only pass it around here."""
 
     def __init__(self) -> None:
         self.seen: list[dict[str, Any]] = []
@@ -137,7 +137,7 @@ def test_answer_at_the_limit_is_sent(handler: RequestHandler) -> None:
 
 def test_unexpected_exception_is_internal_error(handler: RequestHandler, caplog: pytest.LogCaptureFixture) -> None:
     """An unexpected exception answers a generic internal_error; the log has the traceback, without the key."""
-    with caplog.at_level(logging.ERROR, logger="dxlmispservice.handler"):
+    with caplog.at_level(logging.ERROR, logger="dxlmispservice.api.handler"):
         outcome = handler.handle("boom", b"{}")
     assert not outcome.ok and outcome.error_code == InternalError.code
     assert "database exploded" not in outcome.error_message and KEY not in outcome.body.decode()
@@ -282,6 +282,6 @@ def test_callback_survives_send_failure(misp: FakeMisp, caplog: pytest.LogCaptur
     """A failure to send the answer is logged, not raised into dxlclient's thread."""
     callback = DxlRequestCallback(FakeDxlClient(fail=True), RequestHandler(TABLE, misp, max_response_size=1024),
                                   "echo")
-    with caplog.at_level(logging.ERROR, logger="dxlmispservice.handler"):
+    with caplog.at_level(logging.ERROR, logger="dxlmispservice.api.handler"):
         callback.on_request(request(b"{}"))
     assert "not connected" in caplog.text

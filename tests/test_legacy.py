@@ -1,4 +1,4 @@
-"""Unit tests for dxlmispservice.legacy: each 2.4 name maps its payload to the right modern PyMISP call
+"""Unit tests for dxlmispservice.api.legacy: each 2.4 name maps its payload to the right modern PyMISP call
 and shapes the answer as 0.1.5 did; bad payloads are refused before MISP is called."""
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from typing import Any, Iterator
 import pytest
 from pymisp import MISPAttribute, MISPEvent, MISPSighting, PyMISP
 
-from devstack.misp.models import MispModels
-from devstack.misp.server import serve
-from dxlmispservice import legacy
+from dxlmisp_devstack.misp.models import MispModels
+from dxlmisp_devstack.misp.server import serve
+from dxlmispservice.api import legacy
 from dxlmispservice.errors import InvalidArguments, MispRefused
-from dxlmispservice.misp import MispClient
-from dxlmispservice.passthrough import to_json
+from dxlmispservice.misp import MispConnection
+from dxlmispservice.api.passthrough import to_json
 from dxlmispservice.settings import Settings
 
 
@@ -125,7 +125,7 @@ class FakePyMISP:
 
 
 class FakeClient:
-    """The MispClient interface: ``call(fn)`` runs ``fn`` on the fake PyMISP."""
+    """The MispConnection interface: ``call(fn)`` runs ``fn`` on the fake PyMISP."""
 
     def __init__(self, pymisp: FakePyMISP) -> None:
         self.pymisp = pymisp
@@ -504,15 +504,15 @@ def test_basic_update_event_flow_has_the_seed_shapes(client: FakeClient) -> None
 
 # --- against real PyMISP and the dev MISP server -------------------------------------------------------------
 @pytest.fixture(scope="module")
-def real() -> Iterator[MispClient]:
-    """The real MispClient (real PyMISP) on the dev MISP server, served in-process on a free port."""
+def real() -> Iterator[MispConnection]:
+    """The real MispConnection (real PyMISP) on the dev MISP server, served in-process on a free port."""
     key = secrets.token_hex(20)
     with serve(MispModels(), admin_key=key) as server:
-        yield MispClient(Settings(misp_url=server.url, api_key=key))
+        yield MispConnection(Settings(misp_url=server.url, api_key=key))
 
 
 class TestOnRealPyMISP:
-    """Each legacy name through the real MispClient and PyMISP, over HTTP to the in-process dev MISP server."""
+    """Each legacy name through the real MispConnection and PyMISP, over HTTP to the in-process dev MISP server."""
 
     @staticmethod
     def event(real: Any, info: str = "OpenDXL MISP update event example") -> str:

@@ -1,4 +1,4 @@
-"""MispClient: lazy, shared, tuned PyMISP; MISP's answers mapped to service errors (real HTTP stub)."""
+"""MispConnection: lazy, shared, tuned PyMISP; MISP's answers mapped to service errors (real HTTP stub)."""
 from __future__ import annotations
 
 import threading
@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from dxlmispservice.errors import MispRefused, MispUnavailable
-from dxlmispservice.misp import MispClient, TunedPyMISP, build_pymisp, pool_size
+from dxlmispservice.misp import MispConnection, TunedPyMISP, build_pymisp, pool_size
 from tests.mispstub import KEY, USER, MispStub, settings_for
 
 
@@ -24,16 +24,16 @@ class CountingFactory:
 
 
 def test_constructor_does_not_build() -> None:
-    """Creating a MispClient does not build PyMISP (no network I/O)."""
+    """Creating a MispConnection does not build PyMISP (no network I/O)."""
     factory = CountingFactory()
-    MispClient(settings_for("https://misp.test"), factory=factory)
+    MispConnection(settings_for("https://misp.test"), factory=factory)
     assert factory.calls == 0
 
 
 def test_builds_once_and_shares() -> None:
     """The first call builds PyMISP; later calls reuse the same instance."""
     factory = CountingFactory()
-    client = MispClient(settings_for("https://misp.test"), factory=factory)
+    client = MispConnection(settings_for("https://misp.test"), factory=factory)
     seen = [client.call(lambda m: m), client.call(lambda m: m)]
     assert factory.calls == 1
     assert seen == [factory.result, factory.result]
@@ -49,7 +49,7 @@ def test_concurrent_first_calls_build_once() -> None:
             return super().__call__()
 
     factory = Slow()
-    client = MispClient(settings_for("https://misp.test"), factory=factory)
+    client = MispConnection(settings_for("https://misp.test"), factory=factory)
     results: list[object] = []
     threads = [threading.Thread(target=lambda: results.append(client.call(lambda m: m))) for _ in range(6)]
     for thread in threads:
@@ -64,7 +64,7 @@ def test_concurrent_first_calls_build_once() -> None:
 def test_failed_build_is_unavailable_then_retried() -> None:
     """A failed build answers MispUnavailable without the key; the next call builds again and works."""
     factory = CountingFactory(failures=1)
-    client = MispClient(settings_for("https://misp.test"), factory=factory)
+    client = MispConnection(settings_for("https://misp.test"), factory=factory)
     with pytest.raises(MispUnavailable) as caught:
         client.call(lambda m: m)
     assert KEY not in str(caught.value) and "stub down" in str(caught.value)
@@ -111,7 +111,7 @@ def test_client_cert_and_bundle_reach_pymisp(stub: MispStub, tmp_path) -> None:
 def test_misp_down_then_back(stub: MispStub) -> None:
     """While MISP answers 503 calls raise MispUnavailable; once it is back the same client serves."""
     stub.down = True
-    client = MispClient(settings_for(stub.url))
+    client = MispConnection(settings_for(stub.url))
     with pytest.raises(MispUnavailable):
         client.call(lambda m: m.get_user())
     assert not client.built
@@ -123,7 +123,7 @@ def test_refused_json_maps_status_and_body(stub: MispStub) -> None:
     """A 404 with MISP's JSON raises MispRefused carrying the status, the body and MISP's message."""
     body = {"name": "Invalid event", "message": "Invalid event", "url": "/events/view/99"}
     stub.route("events/view/99", 404, body)
-    client = MispClient(settings_for(stub.url))
+    client = MispConnection(settings_for(stub.url))
     with pytest.raises(MispRefused) as caught:
         client.call(lambda m: m.get_event(99))
     assert caught.value.status == 404
@@ -136,7 +136,7 @@ def test_refused_message_includes_field_errors(stub: MispStub) -> None:
     body = {"saved": False, "name": "Could not add Attribute", "message": "Could not add Attribute",
             "url": "/attributes/add", "errors": {"value": ["A similar attribute already exists."]}}
     stub.route("attributes/add/1", 403, body)
-    client = MispClient(settings_for(stub.url))
+    client = MispConnection(settings_for(stub.url))
     with pytest.raises(MispRefused) as caught:
         client.call(lambda m: m.add_attribute(1, {"type": "ip-dst", "value": "10.0.0.1"}))
     assert "value: A similar attribute already exists." in caught.value.message
@@ -146,7 +146,7 @@ def test_refused_message_includes_field_errors(stub: MispStub) -> None:
 def test_refused_without_json(stub: MispStub) -> None:
     """A 4xx whose body is not JSON is still a refusal with its status, and the default error payload."""
     stub.route("events/view/5", 405, b"<html>Method Not Allowed</html>", "text/html")
-    client = MispClient(settings_for(stub.url))
+    client = MispConnection(settings_for(stub.url))
     with pytest.raises(MispRefused) as caught:
         client.call(lambda m: m.get_event(5))
     assert caught.value.status == 405
@@ -157,7 +157,7 @@ def test_refused_without_json(stub: MispStub) -> None:
 def test_server_error_is_unavailable(stub: MispStub) -> None:
     """A 5xx from MISP raises MispUnavailable."""
     stub.route("events/view/7", 500, b"boom", "text/plain")
-    client = MispClient(settings_for(stub.url))
+    client = MispConnection(settings_for(stub.url))
     with pytest.raises(MispUnavailable) as caught:
         client.call(lambda m: m.get_event(7))
     assert "boom" in caught.value.message
@@ -165,7 +165,7 @@ def test_server_error_is_unavailable(stub: MispStub) -> None:
 
 def test_connection_refused_after_build_is_unavailable(stub: MispStub) -> None:
     """MISP going away after the build raises MispUnavailable naming MISP's URL."""
-    client = MispClient(settings_for(stub.url))
+    client = MispConnection(settings_for(stub.url))
     client.call(lambda m: m.get_user())
     stub.close()
     with pytest.raises(MispUnavailable) as caught:
@@ -176,7 +176,7 @@ def test_connection_refused_after_build_is_unavailable(stub: MispStub) -> None:
 def test_timeout_is_unavailable(stub: MispStub) -> None:
     """A MISP that does not answer within requestTimeout raises MispUnavailable."""
     stub.route("events/view/8", 0, b"")
-    client = MispClient(settings_for(stub.url, extra="requestTimeout=0.3"))
+    client = MispConnection(settings_for(stub.url, extra="requestTimeout=0.3"))
     client.call(lambda m: m.get_user())
     with pytest.raises(MispUnavailable) as caught:
         client.call(lambda m: m.get_event(8))
@@ -186,7 +186,7 @@ def test_timeout_is_unavailable(stub: MispStub) -> None:
 def test_answer_cut_short_is_unavailable(stub: MispStub) -> None:
     """A connection that closes before the whole answer arrived raises MispUnavailable."""
     stub.route("events/view/6", -1, b'{"Event": {"id": "6"')
-    client = MispClient(settings_for(stub.url))
+    client = MispConnection(settings_for(stub.url))
     client.call(lambda m: m.get_user())
     with pytest.raises(MispUnavailable):
         client.call(lambda m: m.get_event(6))
@@ -196,7 +196,7 @@ def test_key_never_in_messages(stub: MispStub) -> None:
     """MISP echoing the key in an error never puts the key in the raised message."""
     stub.route("events/view/3", 403, {"name": "Forbidden", "message": f"key {KEY} may not read this"})
     stub.route("events/view/4", 500, f"trace with {KEY}".encode(), "text/plain")
-    client = MispClient(settings_for(stub.url))
+    client = MispConnection(settings_for(stub.url))
     for event_id, error in ((3, MispRefused), (4, MispUnavailable)):
         with pytest.raises(error) as caught:
             client.call(lambda m, e=event_id: m.get_event(e))
@@ -207,7 +207,7 @@ def test_key_never_in_messages(stub: MispStub) -> None:
 def test_wrong_key_build_failure_is_refused_and_hides_key(stub: MispStub) -> None:
     """A key MISP rejects while PyMISP builds is MispRefused with MISP's 403 JSON, without the key."""
     wrong = "wrongKey0123456789abcdefghijklmnopqrstu"
-    client = MispClient(settings_for(stub.url, key=wrong))
+    client = MispConnection(settings_for(stub.url, key=wrong))
     with pytest.raises(MispRefused) as caught:
         client.call(lambda m: m)
     assert wrong not in caught.value.message
@@ -219,7 +219,7 @@ def test_wrong_key_build_failure_is_refused_and_hides_key(stub: MispStub) -> Non
 def test_get_user_refusal_after_build_is_not_a_build_refusal(stub: MispStub) -> None:
     """Once built, a refused get_user is an ordinary MispRefused and the client stays built."""
     stub.route("users/view/7", 404, {"name": "Invalid user", "message": "Invalid user", "url": "/users/view/7"})
-    client = MispClient(settings_for(stub.url))
+    client = MispConnection(settings_for(stub.url))
     with pytest.raises(MispRefused) as caught:
         client.call(lambda m: m.get_user(7))
     assert caught.value.status == 404 and client.built
@@ -227,6 +227,6 @@ def test_get_user_refusal_after_build_is_not_a_build_refusal(stub: MispStub) -> 
 
 def test_plain_results_pass_through() -> None:
     """Results that are not PyMISP's error tuple, even with an 'errors' key, are returned as they are."""
-    client = MispClient(settings_for("https://misp.test"), factory=CountingFactory())
+    client = MispConnection(settings_for("https://misp.test"), factory=CountingFactory())
     result = {"errors": ["not", "a", "tuple"], "saved": True}
     assert client.call(lambda m: result) is result

@@ -12,15 +12,15 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from devstack.misp.zmq import ZmqPublisher
-from dxlmispservice.dxlutil import PublishError
+from dxlmisp_devstack.misp.zmq import ZmqPublisher
+from dxlmispservice.events.publisher import PublishError
 from dxlmispservice.errors import ConfigError
-from dxlmispservice.notifications import Forwarder, notification_topic, parse_frame
+from dxlmispservice.events.notifications import Forwarder, notification_topic, parse_frame
 from dxlmispservice.settings import ZmqSettings
 
 MISP_TOPICS = ("misp_json", "misp_json_event", "misp_json_attribute", "misp_json_sighting",
                "misp_json_tag", "misp_json_object", "misp_json_user")
-LOGGER = "dxlmispservice.notifications"
+LOGGER = "dxlmispservice.events.notifications"
 
 
 class ListPublisher:

@@ -1,4 +1,4 @@
-"""Unit tests for dxlmispservice.passthrough: the allow-list rules, binding a payload to a PyMISP
+"""Unit tests for dxlmispservice.api.passthrough: the allow-list rules, binding a payload to a PyMISP
 signature, JSON entities in, MISP's JSON out."""
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 from pymisp import MISPAttribute, MISPEvent, MISPNote, MISPObject, MISPSighting, MISPTag, PyMISP
 from pymisp.exceptions import MISPServerError, PyMISPError
 
-from devstack.misp.models import MispModels
-from devstack.misp.server import serve
-from dxlmispservice import passthrough
+from dxlmisp_devstack.misp.models import MispModels
+from dxlmisp_devstack.misp.server import serve
+from dxlmispservice.api import passthrough
 from dxlmispservice.errors import InternalError, InvalidArguments, MispRefused
-from dxlmispservice.misp import MispClient
+from dxlmispservice.misp import MispConnection
 from dxlmispservice.settings import Settings
 
 
@@ -42,7 +42,7 @@ class RecordingPyMISP:
 
 
 class FakeClient:
-    """The MispClient interface: ``call(fn)`` runs ``fn`` on the recording PyMISP."""
+    """The MispConnection interface: ``call(fn)`` runs ``fn`` on the recording PyMISP."""
 
     def __init__(self, pymisp: RecordingPyMISP) -> None:
         self.pymisp = pymisp
@@ -361,7 +361,7 @@ def test_pymisp_argument_checks_become_invalid_arguments(error: Exception) -> No
 
 
 def test_server_errors_are_left_to_the_client_mapping() -> None:
-    """MISPServerError is not an argument error: it reaches the MispClient mapping unchanged."""
+    """MISPServerError is not an argument error: it reaches the MispConnection mapping unchanged."""
     client = FakeClient(RecordingPyMISP({"get_event": MISPServerError("Error code 500")}))
     with pytest.raises(MISPServerError):
         passthrough.build_handler("get_event")(client, {"event": 1})
@@ -369,14 +369,14 @@ def test_server_errors_are_left_to_the_client_mapping() -> None:
 
 # --- against real PyMISP and the dev MISP server -------------------------------------------------------------
 @pytest.fixture(scope="module")
-def real() -> Iterator[MispClient]:
-    """The real MispClient (real PyMISP) on the dev MISP server, served in-process on a free port."""
+def real() -> Iterator[MispConnection]:
+    """The real MispConnection (real PyMISP) on the dev MISP server, served in-process on a free port."""
     key = secrets.token_hex(20)
     with serve(MispModels(), admin_key=key) as server:
-        yield MispClient(Settings(misp_url=server.url, api_key=key))
+        yield MispConnection(Settings(misp_url=server.url, api_key=key))
 
 
-def test_real_add_event_attribute_and_sighting(real: MispClient) -> None:
+def test_real_add_event_attribute_and_sighting(real: MispConnection) -> None:
     """Modern names over real PyMISP: JSON entities in, MISP's JSON out, and the data is stored."""
     event = passthrough.build_handler("add_event")(real, {"event": {"Event": {"info": "modern", "distribution": 0}}})
     assert event["Event"]["info"] == "modern"
@@ -391,7 +391,7 @@ def test_real_add_event_attribute_and_sighting(real: MispClient) -> None:
     assert [s["source"] for s in stored["Event"]["Attribute"][0]["Sighting"]] == ["modern"]
 
 
-def test_real_refusal_is_misp_refused(real: MispClient) -> None:
+def test_real_refusal_is_misp_refused(real: MispConnection) -> None:
     """A modern call MISP refuses (an unknown event) raises MispRefused with MISP's own body."""
     with pytest.raises(MispRefused) as raised:
         passthrough.build_handler("get_event")(real, {"event": 987654})

@@ -1,4 +1,4 @@
-"""The raw path (rawpath, MispClient.fetch, RawJson) gives what the PyMISP path gives: the same requests to
+"""The raw path (rawpath, MispConnection.fetch, RawJson) gives what the PyMISP path gives: the same requests to
 MISP, the same answers and the same errors (dev MISP server in-process, and a scripted HTTP stub)."""
 from __future__ import annotations
 
@@ -11,20 +11,21 @@ from typing import Any
 import pytest
 from pymisp import PyMISP
 
-from devstack.misp.models import MispModels
-from devstack.misp.server import serve
-from dxlmispservice import legacy, rawpath
+from dxlmisp_devstack.misp.models import MispModels
+from dxlmisp_devstack.misp.server import serve
+from dxlmispservice.api import legacy
+from dxlmispservice.api import rawpath
 from dxlmispservice.errors import InvalidArguments, MispRefused, MispServiceError, MispUnavailable
-from dxlmispservice.misp import MispClient
-from dxlmispservice.rawjson import RawJson
+from dxlmispservice.misp import MispConnection
+from dxlmispservice.api.rawjson import RawJson
 from dxlmispservice.settings import Settings
 from tests.mispstub import MispStub, settings_for
 
 
 class ViaPyMISP:
-    """The same MispClient seen through ``call`` only: legacy then takes the PyMISP path."""
+    """The same MispConnection seen through ``call`` only: legacy then takes the PyMISP path."""
 
-    def __init__(self, client: MispClient) -> None:
+    def __init__(self, client: MispConnection) -> None:
         self.client = client
 
     def call(self, fn: Callable[[PyMISP], Any]) -> Any:
@@ -34,7 +35,7 @@ class ViaPyMISP:
 class Recorder:
     """Records every request the client's PyMISP session sends: method, URL, JSON body, headers, settings."""
 
-    def __init__(self, client: MispClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, client: MispConnection, monkeypatch: pytest.MonkeyPatch) -> None:
         self.sent: list[dict[str, Any]] = []
         session = client.call(lambda pymisp: pymisp.session)
         send = session.send
@@ -65,11 +66,11 @@ def outcome(fn: Callable[[], Any]) -> tuple[Any, ...]:
 
 
 @pytest.fixture(scope="module")
-def real() -> Iterator[MispClient]:
-    """A real MispClient on the dev MISP server served in-process, with two events in it."""
+def real() -> Iterator[MispConnection]:
+    """A real MispConnection on the dev MISP server served in-process, with two events in it."""
     key = secrets.token_hex(20)
     with serve(MispModels(), admin_key=key) as server:
-        client = MispClient(Settings(misp_url=server.url, api_key=key))
+        client = MispConnection(Settings(misp_url=server.url, api_key=key))
         for info in ("raw path one", "raw path two"):
             event = legacy.new_event(client, {"info": info, "distribution": 0, "threat_level_id": 2})
             event_id = event["Event"]["id"]
@@ -83,7 +84,7 @@ def real() -> Iterator[MispClient]:
 
 
 @pytest.fixture(scope="module")
-def event(real: MispClient) -> dict[str, Any]:
+def event(real: MispConnection) -> dict[str, Any]:
     return legacy.search(ViaPyMISP(real), {"eventinfo": "raw path one"})["response"][0]["Event"]
 
 
@@ -97,7 +98,7 @@ def fill(payload: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("payload", GET_EVENT_PAYLOADS)
-def test_get_event_answer_equals_pymisp(real: MispClient, event: dict[str, Any], payload: dict[str, Any]) -> None:
+def test_get_event_answer_equals_pymisp(real: MispConnection, event: dict[str, Any], payload: dict[str, Any]) -> None:
     """get_event answers MISP's bytes as a RawJson whose JSON equals the PyMISP path's answer."""
     payload = fill(payload, event)
     answer = legacy.get_event(real, payload)
@@ -120,7 +121,7 @@ SEARCH_PAYLOADS = [
 
 
 @pytest.mark.parametrize("payload", SEARCH_PAYLOADS)
-def test_search_answer_equals_pymisp(real: MispClient, event: dict[str, Any], payload: dict[str, Any]) -> None:
+def test_search_answer_equals_pymisp(real: MispConnection, event: dict[str, Any], payload: dict[str, Any]) -> None:
     """search on the events and attributes controllers answers a RawJson equal to the PyMISP path's answer."""
     payload = fill(payload, event)
     answer = legacy.search(real, payload)
@@ -144,7 +145,7 @@ REQUEST_PAYLOADS = SEARCH_PAYLOADS + [
 
 
 @pytest.mark.parametrize("payload", REQUEST_PAYLOADS)
-def test_search_request_equals_pymisp(real: MispClient, event: dict[str, Any], payload: dict[str, Any],
+def test_search_request_equals_pymisp(real: MispConnection, event: dict[str, Any], payload: dict[str, Any],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The raw path sends PyMISP's request: method, URL, headers, JSON body and verify/cert/timeout/proxies."""
     payload = fill(payload, event)
@@ -156,7 +157,7 @@ def test_search_request_equals_pymisp(real: MispClient, event: dict[str, Any], p
 
 
 @pytest.mark.parametrize("payload", GET_EVENT_PAYLOADS)
-def test_get_event_request_equals_pymisp(real: MispClient, event: dict[str, Any], payload: dict[str, Any],
+def test_get_event_request_equals_pymisp(real: MispConnection, event: dict[str, Any], payload: dict[str, Any],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """get_event sends PyMISP's request: GET, or POST with deleted/extended; noSightings in the URL."""
     payload = fill(payload, event)
@@ -173,7 +174,7 @@ def test_slow_preparation_sends_the_same_request(monkeypatch: pytest.MonkeyPatch
     key = secrets.token_hex(20)
     with serve(MispModels(), admin_key=key) as server:
         parser_sections = "[Proxies]\nhttps=http://proxy.test:3128\n"
-        client = MispClient(settings_for(server.url, key, sections=parser_sections))
+        client = MispConnection(settings_for(server.url, key, sections=parser_sections))
         event_id = legacy.new_event(client, {"info": "slow", "distribution": 0})["Event"]["id"]
         session = client.call(lambda pymisp: pymisp.session)
         assert session.trust_env is True
@@ -204,12 +205,12 @@ def test_inexact_searches_are_left_to_pymisp(controller: str, return_format: str
 
 @pytest.mark.parametrize("payload", [{"controller": "objects", "eventid": "1"}, {"returnFormat": "csv"},
                                      {"to_ids": 5}, {"metadata": "yes"}, {"include_sightings": [1]}])
-def test_inexact_searches_answer_as_pymisp(real: MispClient, payload: dict[str, Any]) -> None:
+def test_inexact_searches_answer_as_pymisp(real: MispConnection, payload: dict[str, Any]) -> None:
     """Such payloads answer (or fail) exactly as the PyMISP path does."""
     assert outcome(lambda: legacy.search(real, payload)) == outcome(lambda: legacy.search(ViaPyMISP(real), payload))
 
 
-def test_bad_search_flag_is_still_invalid_arguments(real: MispClient) -> None:
+def test_bad_search_flag_is_still_invalid_arguments(real: MispConnection) -> None:
     """A flag PyMISP cannot read is still refused as invalid_arguments with PyMISP's words."""
     with pytest.raises(InvalidArguments, match="invalid literal for int"):
         legacy.search(real, {"metadata": "yes"})
@@ -223,7 +224,7 @@ def test_raw_names_cover_pymisp_search() -> None:
 
 
 def test_test_stand_ins_take_the_pymisp_path() -> None:
-    """Only the real MispClient is given raw requests."""
+    """Only the real MispConnection is given raw requests."""
     assert not rawpath.supported(object()) and not rawpath.supported(ViaPyMISP(None))  # type: ignore[arg-type]
 
 
@@ -253,7 +254,7 @@ ODD_ANSWERS = [
 def test_get_event_answers_and_errors_map_as_pymisp(stub: MispStub, status: int, body: Any, ctype: str) -> None:
     """Whatever MISP answers events/view with, the raw path answers or fails as the PyMISP path does."""
     stub.route("events/view/5", status, body, ctype)
-    client = MispClient(settings_for(stub.url))
+    client = MispConnection(settings_for(stub.url))
     assert outcome(lambda: legacy.get_event(client, {"event_id": 5})) == \
         outcome(lambda: legacy.get_event(ViaPyMISP(client), {"event_id": 5}))
 
@@ -264,7 +265,7 @@ def test_search_answers_and_errors_map_as_pymisp(stub: MispStub, status: int, bo
                                                  controller: str) -> None:
     """Whatever MISP answers restSearch with, the raw path answers or fails as the PyMISP path does."""
     stub.route(f"{controller}/restSearch", status, body, ctype)
-    client = MispClient(settings_for(stub.url))
+    client = MispConnection(settings_for(stub.url))
     payload = {"controller": controller, "eventid": 5}
     assert outcome(lambda: legacy.search(client, payload)) == outcome(lambda: legacy.search(ViaPyMISP(client), payload))
 
@@ -272,7 +273,7 @@ def test_search_answers_and_errors_map_as_pymisp(stub: MispStub, status: int, bo
 def test_bare_list_answer_is_wrapped_without_decoding(stub: MispStub) -> None:
     """A restSearch answer that is a bare list comes back as {"response": [...]} built around MISP's bytes."""
     stub.route("events/restSearch", 200, b'[{"Event": {"id": "5"}}]')
-    answer = legacy.search(MispClient(settings_for(stub.url)), {"eventid": 5})
+    answer = legacy.search(MispConnection(settings_for(stub.url)), {"eventid": 5})
     assert type(answer) is RawJson and answer.body == b'{"response":[{"Event": {"id": "5"}}]}'
 
 
@@ -280,7 +281,7 @@ def test_bare_list_answer_is_wrapped_without_decoding(stub: MispStub) -> None:
 def test_timeout_and_cut_short_map_as_pymisp(stub: MispStub, route: tuple[str, int, bytes]) -> None:
     """A MISP that does not answer in time, or cuts its answer short, is misp_unavailable on both paths."""
     stub.route(*route)
-    client = MispClient(settings_for(stub.url, extra="requestTimeout=0.3"))
+    client = MispConnection(settings_for(stub.url, extra="requestTimeout=0.3"))
     event_id = int(route[0].rsplit("/", 1)[1])
     raw = outcome(lambda: legacy.get_event(client, {"event_id": event_id}))
     assert raw[1] is MispUnavailable
@@ -289,7 +290,7 @@ def test_timeout_and_cut_short_map_as_pymisp(stub: MispStub, route: tuple[str, i
 
 def test_misp_gone_is_unavailable(stub: MispStub) -> None:
     """MISP going away after the build is misp_unavailable naming MISP's URL, as on the PyMISP path."""
-    client = MispClient(settings_for(stub.url))
+    client = MispConnection(settings_for(stub.url))
     client.call(lambda pymisp: pymisp)
     stub.close()
     with pytest.raises(MispUnavailable) as caught:
@@ -302,7 +303,7 @@ def test_refusal_keeps_status_body_and_hides_the_key(stub: MispStub) -> None:
     key = settings_for(stub.url).api_key
     body = {"name": "Forbidden", "message": f"key {key} may not read this"}
     stub.route("events/view/3", 403, body)
-    client = MispClient(settings_for(stub.url))
+    client = MispConnection(settings_for(stub.url))
     with pytest.raises(MispRefused) as caught:
         client.fetch("GET", "events/view/3")
     assert caught.value.status == 403 and caught.value.payload == body
@@ -312,7 +313,7 @@ def test_refusal_keeps_status_body_and_hides_the_key(stub: MispStub) -> None:
 def test_fetch_builds_pymisp_first(stub: MispStub) -> None:
     """The raw path builds the shared PyMISP when nothing is built yet, like any call."""
     stub.route("events/view/9", 200, {"Event": {"id": "9"}})
-    client = MispClient(settings_for(stub.url))
+    client = MispConnection(settings_for(stub.url))
     assert json.loads(client.fetch("GET", "events/view/9")) == {"Event": {"id": "9"}}
     assert client.built and "users/view/me" in stub.requests
 

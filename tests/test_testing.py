@@ -1,4 +1,4 @@
-"""dxlmispservice.testing: config-dir variants, and running_stack, Requester and EventWaiter on a real stack."""
+"""dxlmisp_devstack.testing: config-dir variants, and running_stack, Requester and EventWaiter on a real stack."""
 from __future__ import annotations
 
 import configparser
@@ -14,7 +14,7 @@ from dxlclient.callbacks import RequestCallback
 from dxlclient.message import ErrorResponse, Request, Response
 from dxlclient.service import ServiceRegistrationInfo
 
-from dxlmispservice.testing import (
+from dxlmisp_devstack.testing import (
     Reply, Requester, StackHandle, dead_url, make_config_dir, read_service_config, running_stack, stop_process,
 )
 

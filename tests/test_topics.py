@@ -1,4 +1,4 @@
-"""Unit tests for dxlmispservice.topics: the topic-name rule, building the table from apiNames, and the
+"""Unit tests for dxlmispservice.api.topics: the topic-name rule, building the table from apiNames, and the
 errors that list the valid names."""
 from __future__ import annotations
 
@@ -6,9 +6,13 @@ from typing import Any
 
 import pytest
 
-from dxlmispservice import feed, legacy, topics
+from dxlmispservice.events import feed
+
+from dxlmispservice.api import legacy
+
+from dxlmispservice.api import topics
 from dxlmispservice.errors import ConfigError
-from dxlmispservice.passthrough import PassthroughHandler
+from dxlmispservice.api.passthrough import PassthroughHandler
 
 
 @pytest.fixture(autouse=True)

@@ -10,10 +10,10 @@ import pytest
 from dxlclient.client import DxlClient
 from dxlclient.client_config import DxlClientConfig
 
-from devstack.fabric import registry
-from devstack.fabric.broker import Broker, stop_process
-from devstack.fabric.config import write_dxlclient_config
-from devstack.fabric.pki import Pki, make_pki
+from dxlmisp_devstack.fabric import registry
+from dxlmisp_devstack.fabric.broker import Broker, stop_process
+from dxlmisp_devstack.fabric.config import write_dxlclient_config
+from dxlmisp_devstack.fabric.pki import Pki, make_pki
 
 FABRIC_ROLES = ("service", "requester", "registry", "listener")
 

@@ -14,9 +14,9 @@ from dxlclient.client import DxlClient
 from dxlclient.client_config import DxlClientConfig
 from dxlclient.message import Event
 
-from devstack.fabric.broker import Broker, BrokerError
-from devstack.fabric.config import BROKER_ID, write_dxlclient_config
-from devstack.fabric.pki import Pki, make_pki
+from dxlmisp_devstack.fabric.broker import Broker, BrokerError
+from dxlmisp_devstack.fabric.config import BROKER_ID, write_dxlclient_config
+from dxlmisp_devstack.fabric.pki import Pki, make_pki
 
 # MQTT 3.1.1 CONNECT, clean session, keep-alive 60 s, client id "probe".
 MQTT_CONNECT = bytes([0x10, 17, 0, 4]) + b"MQTT" + bytes([4, 0x02, 0, 60, 0, 5]) + b"probe"

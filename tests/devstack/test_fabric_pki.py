@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from devstack.fabric.pki import Pki, make_pki, make_server_cert
+from dxlmisp_devstack.fabric.pki import Pki, make_pki, make_server_cert
 
 ROLES = ("service", "requester")
 

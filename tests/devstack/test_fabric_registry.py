@@ -16,10 +16,10 @@ from dxlclient.client import DxlClient
 from dxlclient.message import ErrorResponse, Event, Message, Request, Response
 from dxlclient.service import ServiceRegistrationInfo
 
-from devstack.fabric import registry
-from devstack.fabric.broker import stop_process
-from devstack.fabric.config import BROKER_ID
-from devstack.fabric.registry import BadRegistryRequest, ServiceRegistry, parse_payload
+from dxlmisp_devstack.fabric import registry
+from dxlmisp_devstack.fabric.broker import stop_process
+from dxlmisp_devstack.fabric.config import BROKER_ID
+from dxlmisp_devstack.fabric.registry import BadRegistryRequest, ServiceRegistry, parse_payload
 
 SERVICE_TYPE = "/devstack/test/echo"
 ECHO_TOPIC = "/devstack/test/echo/ping"
@@ -248,7 +248,7 @@ class _BootstrapApp(Application):
 
     # dxlbootstrap asks pkg_resources about the subclass's module, which cannot answer for a module loaded
     # by pytest's assertion rewriter: name a plainly imported package (it has no _config directory).
-    __module__ = "devstack.fabric"
+    __module__ = "dxlmisp_devstack.fabric"
 
     def __init__(self, config_dir: str) -> None:
         super().__init__(config_dir, "app.config")

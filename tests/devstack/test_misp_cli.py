@@ -1,4 +1,4 @@
-"""``python -m devstack.misp.server`` as a child process: ready line, clean stop, persistence, ZeroMQ."""
+"""``python -m dxlmisp_devstack.misp.server`` as a child process: ready line, clean stop, persistence, ZeroMQ."""
 from __future__ import annotations
 
 import json
@@ -31,7 +31,7 @@ class Child:
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         environment = dict(os.environ, DEVSTACK_MISP_ADMIN_KEY=ADMIN_KEY, DEVSTACK_MISP_READONLY_KEY=READONLY_KEY)
         environment.update(env or {})
-        self.process = subprocess.Popen([sys.executable, "-m", "devstack.misp.server", "--port", "0", *args],
+        self.process = subprocess.Popen([sys.executable, "-m", "dxlmisp_devstack.misp.server", "--port", "0", *args],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment, text=True)
         self.url = ""
 

@@ -12,10 +12,10 @@ import pytest
 import requests
 from pymisp import PyMISP
 
-from devstack.fabric.pki import make_pki, make_server_cert
-from devstack.misp.exceptions import AUTH_FAILED, INVALID_JSON
-from devstack.misp.models import MispModels
-from devstack.misp.server import RunningServer, serve
+from dxlmisp_devstack.fabric.pki import make_pki, make_server_cert
+from dxlmisp_devstack.misp.exceptions import AUTH_FAILED, INVALID_JSON
+from dxlmisp_devstack.misp.models import MispModels
+from dxlmisp_devstack.misp.server import RunningServer, serve
 
 ADMIN_KEY = "http-admin-key-" + "d" * 25
 
@@ -115,7 +115,7 @@ class TestRouting:
     def test_unknown_route_fails_loudly(self, api: requests.Session, server: RunningServer,
                                         caplog: pytest.LogCaptureFixture) -> None:
         """An unknown route is a logged 404 whose JSON names the route."""
-        with caplog.at_level(logging.WARNING, logger="devstack.misp"):
+        with caplog.at_level(logging.WARNING, logger="dxlmisp_devstack.misp"):
             body = call(api, server, "POST", "/galaxies/import", {}, status=404)
         assert "POST /galaxies/import" in body["name"] and body["url"] == "/galaxies/import"
         assert any("/galaxies/import" in record.getMessage() for record in caplog.records)

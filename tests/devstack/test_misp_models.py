@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from devstack.misp.exceptions import EVENT_EXISTS, MethodNotAllowed, NotFound, SaveFailed
-from devstack.misp.models import MispModels
+from dxlmisp_devstack.misp.exceptions import EVENT_EXISTS, MethodNotAllowed, NotFound, SaveFailed
+from dxlmisp_devstack.misp.models import MispModels
 
 OLD = 1_000_000  # an event timestamp far in the past, so that any change moves it forward
 

@@ -10,10 +10,10 @@ import pytest
 from pymisp import MISPEvent, MISPObject, MISPSighting, PyMISP
 from pymisp.exceptions import PyMISPError
 
-from devstack.misp.exceptions import AUTH_FAILED, PERMISSION_DENIED
-from devstack.misp.identity import PYMISP_VERSION
-from devstack.misp.models import MispModels
-from devstack.misp.server import RunningServer, serve
+from dxlmisp_devstack.misp.exceptions import AUTH_FAILED, PERMISSION_DENIED
+from dxlmisp_devstack.misp.identity import PYMISP_VERSION
+from dxlmisp_devstack.misp.models import MispModels
+from dxlmisp_devstack.misp.server import RunningServer, serve
 
 ADMIN_KEY = "pymisp-admin-key-" + "b" * 23
 READONLY_KEY = "pymisp-readonly-key-" + "c" * 20

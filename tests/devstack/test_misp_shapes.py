@@ -21,8 +21,8 @@ import jsonschema
 import pytest
 from pymisp import MISPAttribute, MISPEvent, MISPObject, MISPSighting, PyMISP
 
-from devstack.misp.models import MispModels
-from devstack.misp.server import RunningServer, serve
+from dxlmisp_devstack.misp.models import MispModels
+from dxlmisp_devstack.misp.server import RunningServer, serve
 
 ADMIN_KEY = "shapes-admin-key-" + "a" * 23
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "misp"

@@ -1,4 +1,4 @@
-"""``python -m devstack up``: the ready line, devstack.json, MISP and the fabric it starts, and a clean stop."""
+"""``python -m dxlmisp_devstack up``: the ready line, devstack.json, MISP and the fabric it starts, and a clean stop."""
 from __future__ import annotations
 
 import configparser
@@ -18,8 +18,10 @@ from dxlclient.callbacks import RequestCallback
 from dxlclient.message import Request, Response
 from dxlclient.service import ServiceRegistrationInfo
 
-from devstack.stack import CHECKOUT, ZMQ_TOPICS
-from dxlmispservice.testing import StackHandle, read_service_config, running_stack, stop_process
+from dxlmisp_devstack.stack import ZMQ_TOPICS
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+from dxlmisp_devstack.testing import StackHandle, read_service_config, running_stack, stop_process
 
 REQUIRED_KEYS = {
     "dxlclient_config", "misp_url", "misp_api_key", "misp_readonly_api_key", "misp_zmq_port",
@@ -31,7 +33,7 @@ KEPT = "a file that was here before the stack\n"
 
 @dataclass
 class Up:
-    """A ``python -m devstack up`` child and what it printed."""
+    """A ``python -m dxlmisp_devstack up`` child and what it printed."""
 
     process: subprocess.Popen[bytes]
     workdir: Path
@@ -39,9 +41,9 @@ class Up:
 
 
 def start_up(workdir: Path, *extra: str) -> Up:
-    """Run ``python -m devstack up --workdir workdir`` and read its first stdout line."""
+    """Run ``python -m dxlmisp_devstack up --workdir workdir`` and read its first stdout line."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "devstack", "up", "--workdir", str(workdir), *extra],
+        [sys.executable, "-m", "dxlmisp_devstack", "up", "--workdir", str(workdir), *extra],
         stdout=subprocess.PIPE, stderr=open(workdir.parent / f"{workdir.name}.stderr", "wb"), cwd=str(CHECKOUT),
     )
     assert process.stdout is not None
@@ -215,7 +217,7 @@ def test_sigterm_stops_every_pid_and_keeps_other_files(tmp_path: Path) -> None:
 
 def test_up_without_workdir_removes_the_temp_dir_it_made(tmp_path: Path) -> None:
     """`up` with no --workdir works in a temp dir of its own and removes it after SIGINT."""
-    process = subprocess.Popen([sys.executable, "-m", "devstack", "up", "--no-service"], stdout=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, "-m", "dxlmisp_devstack", "up", "--no-service"], stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, cwd=str(CHECKOUT))
     up = Up(process, tmp_path, process.stdout.readline().decode() if process.stdout else "")
     try:
@@ -231,7 +233,7 @@ def test_up_without_workdir_removes_the_temp_dir_it_made(tmp_path: Path) -> None
 
 def test_demo_runs_the_update_event_sample_and_cleans_up() -> None:
     """`demo` prints the sample's five answers in order, exits with its status 0, and removes its temp dir."""
-    done = subprocess.run([sys.executable, "-m", "devstack", "demo"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "dxlmisp_devstack", "demo"], capture_output=True, text=True,
                           cwd=str(CHECKOUT), timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     headers = [line for line in done.stdout.splitlines() if line.startswith("Response to the ")]

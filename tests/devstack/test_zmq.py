@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import zmq
 
-from devstack.misp.zmq import ZmqPublisher
+from dxlmisp_devstack.misp.zmq import ZmqPublisher
 
 HEARTBEAT = "misp_json_self"
 

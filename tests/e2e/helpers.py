@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dxlmispservice.testing import Requester
-from dxlmispservice.topics import request_topic
+from dxlmisp_devstack.testing import Requester
+from dxlmispservice.api.topics import request_topic
 
 
 def call(requester: Requester, api_name: str, payload: dict[str, Any]) -> Any:

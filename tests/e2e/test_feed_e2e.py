@@ -30,8 +30,8 @@ from uuid import uuid4
 from dxlclient.callbacks import EventCallback
 from dxlclient.message import Event
 
-from dxlmispservice.feed import feed_message_id
-from dxlmispservice.testing import (
+from dxlmispservice.events.feed import feed_message_id
+from dxlmisp_devstack.testing import (
     EventWaiter, Requester, ServiceProcess, StackHandle, make_config_dir, read_service_config, stop_process,
 )
 
@@ -71,7 +71,7 @@ def add_event(misp: Any, info: str, timestamp: int, *, tags: tuple[str, ...] = (
     return dict(event)
 
 
-def feed_config(stack: StackHandle, directory: Path, unique_id: str, **feed: str) -> Path:
+def feed_config(devstack: StackHandle, directory: Path, unique_id: str, **feed: str) -> Path:
     """A feed-only service variant: its own serviceUniqueId and state file, a 0.5 s interval, ``feed`` keys.
 
     The session service's config dir is copied without its feed state first: ``make_config_dir`` would copy
@@ -79,7 +79,7 @@ def feed_config(stack: StackHandle, directory: Path, unique_id: str, **feed: str
     temporary state file vanishing mid-copy.
     """
     base = directory / "base"
-    shutil.copytree(stack.info["service_config_dir"], base, ignore=shutil.ignore_patterns("*feed-state*"))
+    shutil.copytree(devstack.info["service_config_dir"], base, ignore=shutil.ignore_patterns("*feed-state*"))
     return make_config_dir(base, directory / "service", {
         "General": {"serviceUniqueId": unique_id, "zeroMqNotificationTopics": None, "apiNames": "get_event"},
         "Feed": {"enabled": "true", "interval": "0.5", "lookback": "1d", **feed},
@@ -87,11 +87,11 @@ def feed_config(stack: StackHandle, directory: Path, unique_id: str, **feed: str
 
 
 @contextmanager
-def feed_service(stack: StackHandle, requester: Requester, directory: Path, unique_id: str,
+def feed_service(devstack: StackHandle, dxl_requester: Requester, directory: Path, unique_id: str,
                  **feed: str) -> Iterator[tuple[ServiceProcess, EventWaiter]]:
     """Run a feed variant; yields it with a waiter on its feed topic, subscribed before the service starts."""
-    config = feed_config(stack, directory, unique_id, **feed)
-    with requester.event_waiter(feed_topic(unique_id)) as waiter, stack.run_service(config) as service:
+    config = feed_config(devstack, directory, unique_id, **feed)
+    with dxl_requester.event_waiter(feed_topic(unique_id)) as waiter, devstack.run_service(config) as service:
         yield service, waiter
 
 
@@ -100,12 +100,12 @@ def wait_for_uuid(waiter: EventWaiter, uuid: str, count: int = 1) -> list[dict[s
     return waiter.wait_until(lambda events: uuids(events).count(uuid) >= count, WAIT)
 
 
-def test_first_run_starts_the_lookback_back(stack: StackHandle, requester: Requester, tmp_path: Path) -> None:
+def test_first_run_starts_the_lookback_back(devstack: StackHandle, dxl_requester: Requester, tmp_path: Path) -> None:
     """A first run sends the events changed within the look-back, oldest first, and none older."""
-    misp, now = stack.misp(), int(time.time())
+    misp, now = devstack.misp(), int(time.time())
     old = add_event(misp, "older than the look-back", now - 7200)
     recent = [add_event(misp, f"within the look-back {i}", now - 1800 + i) for i in range(3)]
-    with feed_service(stack, requester, tmp_path, "feed-lookback", lookback="1h") as (service, waiter):
+    with feed_service(devstack, dxl_requester, tmp_path, "feed-lookback", lookback="1h") as (service, waiter):
         events = wait_for_uuid(waiter, recent[-1]["uuid"])
     assert uuids(events) == [e["uuid"] for e in recent]
     assert old["uuid"] not in uuids(events)
@@ -113,13 +113,13 @@ def test_first_run_starts_the_lookback_back(stack: StackHandle, requester: Reque
     assert json.loads(Path(state_file).read_text())["timestamp"] == now - 1800 + 2
 
 
-def test_small_pages_send_every_event_once_in_order(stack: StackHandle, requester: Requester,
+def test_small_pages_send_every_event_once_in_order(devstack: StackHandle, dxl_requester: Requester,
                                                    tmp_path: Path) -> None:
     """With pageSize 3, 40 events (4 per timestamp) all arrive once, oldest change first, as {"Event": ...}."""
-    misp, now = stack.misp(), int(time.time())
+    misp, now = devstack.misp(), int(time.time())
     made = [add_event(misp, f"paged {i}", now - 600 + i // 4) for i in range(40)]
     last = add_event(misp, "after the pages", now)
-    with feed_service(stack, requester, tmp_path, "feed-paging", pageSize="3") as (service, waiter):
+    with feed_service(devstack, dxl_requester, tmp_path, "feed-paging", pageSize="3") as (service, waiter):
         events = wait_for_uuid(waiter, last["uuid"])[:-1]
     assert sorted(uuids(events)) == sorted(e["uuid"] for e in made)
     assert len(events) == len(made)
@@ -128,11 +128,11 @@ def test_small_pages_send_every_event_once_in_order(stack: StackHandle, requeste
     assert all(set(e) == {"Event"} for e in events)
 
 
-def test_edited_event_is_sent_again_once(stack: StackHandle, requester: Requester, tmp_path: Path) -> None:
+def test_edited_event_is_sent_again_once(devstack: StackHandle, dxl_requester: Requester, tmp_path: Path) -> None:
     """An event edited after it was sent is sent again with its new timestamp, once, and never a third time."""
-    misp, now = stack.misp(), int(time.time())
+    misp, now = devstack.misp(), int(time.time())
     made = [add_event(misp, f"to edit {i}", now - 300 + i) for i in range(5)]
-    with feed_service(stack, requester, tmp_path, "feed-edit", pageSize="2") as (service, waiter):
+    with feed_service(devstack, dxl_requester, tmp_path, "feed-edit", pageSize="2") as (service, waiter):
         wait_for_uuid(waiter, made[-1]["uuid"])
         edited = made[1]
         misp.add_attribute(edited["id"], {"type": "ip-dst", "value": "203.0.113.9"}, pythonify=False)
@@ -147,9 +147,9 @@ def test_edited_event_is_sent_again_once(stack: StackHandle, requester: Requeste
     assert len(events) == len(set(map(key, events))) == len(made) + 3
 
 
-def test_filters_select_the_events(stack: StackHandle, requester: Requester, tmp_path: Path) -> None:
+def test_filters_select_the_events(devstack: StackHandle, dxl_requester: Requester, tmp_path: Path) -> None:
     """tags, notTags, orgs, publishedOnly and threatLevels together: only the events that pass all are sent."""
-    misp, now = stack.misp(), int(time.time())
+    misp, now = devstack.misp(), int(time.time())
     made = {
         "match": add_event(misp, "match", now - 100, tags=("feed:in",), threat_level=1, publish=True),
         "no tag": add_event(misp, "no tag", now - 99, threat_level=1, publish=True),
@@ -163,7 +163,7 @@ def test_filters_select_the_events(stack: StackHandle, requester: Requester, tmp
                              publish=True),
         "last match": add_event(misp, "last match", now - 92, tags=("feed:in",), threat_level=1, publish=True),
     }
-    with feed_service(stack, requester, tmp_path, "feed-filters", tags="feed:in", notTags="feed:out",
+    with feed_service(devstack, dxl_requester, tmp_path, "feed-filters", tags="feed:in", notTags="feed:out",
                       orgs=ORG_NAME, publishedOnly="true", threatLevels="1,2") as (service, waiter):
         wanted = {made[name]["uuid"] for name in ("match", "match 2", "last match")}
         waiter.wait_until(lambda events: wanted <= set(uuids(events)), WAIT)
@@ -175,14 +175,14 @@ def test_filters_select_the_events(stack: StackHandle, requester: Requester, tmp
         (int(e["Event"]["publish_timestamp"]), e["Event"]["uuid"]) for e in events)
 
 
-def test_published_only_sends_an_event_published_later(stack: StackHandle, requester: Requester,
+def test_published_only_sends_an_event_published_later(devstack: StackHandle, dxl_requester: Requester,
                                                        tmp_path: Path) -> None:
     """With publishedOnly, an event published after later events were sent is still sent, once, in
     publication order; an edit (which unpublishes) sends nothing until the event is published again."""
-    misp, now = stack.misp(), int(time.time())
+    misp, now = devstack.misp(), int(time.time())
     draft = add_event(misp, "published late", now - 100)
     add_event(misp, "published at once", now - 50, publish=True)
-    with feed_service(stack, requester, tmp_path, "feed-published", publishedOnly="true") as (service, waiter):
+    with feed_service(devstack, dxl_requester, tmp_path, "feed-published", publishedOnly="true") as (service, waiter):
         waiter.wait_for(lambda e: e["Event"]["info"] == "published at once", WAIT)
         misp.publish(draft["id"])
         sentinel = add_event(misp, "sentinel", now - 10, publish=True)
@@ -262,53 +262,53 @@ def in_flight(change: tuple[str, int], killed: list[tuple[str, int]], restarted:
     return change in itertools.takewhile(lambda k: k[1] == change[1], restarted)
 
 
-def settle(requester: Requester, topic: str) -> None:
+def settle(dxl_requester: Requester, topic: str) -> None:
     """Wait until the broker has delivered what a killed service wrote before it died: a DXL event's round
     trip through the broker, sent after the death (mosquitto serves its sockets in the order they became
     readable, and the dead service's last bytes were readable first)."""
     barrier = f"{topic}/barrier/{uuid4()}"
-    with requester.event_waiter(barrier) as waiter:
+    with dxl_requester.event_waiter(barrier) as waiter:
         event = Event(barrier)
         event.payload = b"{}"
-        requester.client.send_event(event)
+        dxl_requester.client.send_event(event)
         waiter.wait_for(lambda payload: True, WAIT)
 
 
-def start_service(stack: StackHandle, config: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_service(devstack: StackHandle, config: Path, log: Path) -> subprocess.Popen[bytes]:
     """``python -m dxlmispservice config`` as a child of this test (stopped by PID by the caller)."""
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, "-m", "dxlmispservice", str(config)], stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=dict(os.environ, PYTHONUNBUFFERED="1", **stack.service_env()))
+                                env=dict(os.environ, PYTHONUNBUFFERED="1", **devstack.service_env()))
 
 
-def test_kill_9_mid_run_loses_nothing(stack: StackHandle, requester: Requester, tmp_path: Path,
+def test_kill_9_mid_run_loses_nothing(devstack: StackHandle, dxl_requester: Requester, tmp_path: Path,
                                       record_property: Any) -> None:
     """SIGKILL three times mid-run, then a full run: every change arrives, oldest first within a run, a change
     is only ever repeated as the one in flight at a kill (feed.py's window), and each carries its stable id."""
-    misp, now = stack.misp(), int(time.time())
+    misp, now = devstack.misp(), int(time.time())
     made = {(e["uuid"], int(e["timestamp"])) for e in
             (add_event(misp, f"backlog {i}", now - 3000 + i // 3) for i in range(BACKLOG))}
-    config = feed_config(stack, tmp_path, "feed-kill", pageSize="2")
+    config = feed_config(devstack, tmp_path, "feed-kill", pageSize="2")
     topic, killer = feed_topic("feed-kill"), Killer()
     runs: list[list[tuple[str, int]]] = []
-    with requester.event_waiter(topic) as waiter:
-        requester.client.add_event_callback(topic, killer)
+    with dxl_requester.event_waiter(topic) as waiter:
+        dxl_requester.client.add_event_callback(topic, killer)
         try:
             for run in range(KILLS):
                 before = len(waiter.events)
-                process = start_service(stack, config, tmp_path / f"run-{run}.log")
+                process = start_service(devstack, config, tmp_path / f"run-{run}.log")
                 try:
                     killer.arm(process.pid, KILL_AFTER)
                     process.wait(WAIT)
                 finally:
                     stop_process(process)
                 assert process.returncode == -signal.SIGKILL
-                settle(requester, topic)  # the event in flight at the kill belongs to this run
+                settle(dxl_requester, topic)  # the event in flight at the kill belongs to this run
                 runs.append([key(e) for e in waiter.events[before:]])
                 assert len(set(map(key, waiter.events))) < BACKLOG, "the run ended before the kill"
             before = len(waiter.events)
-            process = start_service(stack, config, tmp_path / "run-last.log")
+            process = start_service(devstack, config, tmp_path / "run-last.log")
             try:
                 waiter.wait_until(lambda events: made <= set(map(key, events)), WAIT)
                 sentinel = add_event(misp, "after the backlog", now)  # a later poll, after every other
@@ -317,7 +317,7 @@ def test_kill_9_mid_run_loses_nothing(stack: StackHandle, requester: Requester, 
                 stop_process(process)
             runs.append([key(e) for e in waiter.events[before:] if e["Event"]["uuid"] != sentinel["uuid"]])
         finally:
-            requester.client.remove_event_callback(topic, killer)
+            dxl_requester.client.remove_event_callback(topic, killer)
     received = [k for run in runs for k in run]
     assert set(received) == made
     for run in runs:

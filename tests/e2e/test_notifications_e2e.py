@@ -29,9 +29,9 @@ from typing import Any
 import pytest
 import zmq
 
-from devstack.fabric.broker import free_port
-from devstack.stack import Child, child_env
-from dxlmispservice.testing import EventWaiter, Requester, ServiceProcess, StackHandle, make_config_dir
+from dxlmisp_devstack.fabric.broker import free_port
+from dxlmisp_devstack.stack import Child, child_env
+from dxlmisp_devstack.testing import EventWaiter, Requester, ServiceProcess, StackHandle, make_config_dir
 
 PREFIX = "/opendxl-misp/event/zeromq-notifications"
 SERVICE = "/opendxl-misp/service/misp-api"
@@ -90,10 +90,10 @@ class ZmqTap:
 
 
 @pytest.fixture(scope="module")
-def tap(stack: StackHandle) -> Iterator[ZmqTap]:
+def tap(devstack: StackHandle) -> Iterator[ZmqTap]:
     """A tap on the session MISP's publisher, subscribed (a change made now is seen) before it is handed out."""
-    tap = ZmqTap(stack.info["misp_zmq_port"])
-    misp = stack.misp()
+    tap = ZmqTap(devstack.info["misp_zmq_port"])
+    misp = devstack.misp()
     try:
         for attempt in range(50):  # ZeroMQ's slow joiner: change MISP until the tap hears about it
             uuid = misp.add_event({"info": f"tap warm-up {attempt}"}, pythonify=False)["Event"]["uuid"]
@@ -109,80 +109,80 @@ def tap(stack: StackHandle) -> Iterator[ZmqTap]:
         tap.close()
 
 
-def request(requester: Requester, api_name: str, payload: dict[str, Any]) -> Any:
+def request(dxl_requester: Requester, api_name: str, payload: dict[str, Any]) -> Any:
     """Call the session service's ``api_name`` over the fabric; the answer's payload, which must be a success."""
-    reply = requester.request(f"{SERVICE}/{api_name}", payload)
+    reply = dxl_requester.request(f"{SERVICE}/{api_name}", payload)
     assert reply.ok, (reply.error_code, reply.error_message, reply.payload)
     return reply.payload
 
 
-def new_event(requester: Requester, info: str) -> dict[str, Any]:
+def new_event(dxl_requester: Requester, info: str) -> dict[str, Any]:
     """A new event made through the service's legacy ``new_event``; its inner Event dict."""
-    return request(requester, "new_event", {"info": info, "distribution": 0, "threat_level_id": 2,
+    return request(dxl_requester, "new_event", {"info": info, "distribution": 0, "threat_level_id": 2,
                                             "analysis": 0})["Event"]
 
 
-def add_ip(requester: Requester, event: dict[str, Any], value: str) -> dict[str, Any]:
+def add_ip(dxl_requester: Requester, event: dict[str, Any], value: str) -> dict[str, Any]:
     """An ip-dst attribute added through ``add_named_attribute``; its inner Attribute dict."""
-    answer = request(requester, "add_named_attribute", {"event": event["id"], "type_value": "ip-dst",
+    answer = request(dxl_requester, "add_named_attribute", {"event": event["id"], "type_value": "ip-dst",
                                                         "value": value})
     return answer[0]["Attribute"]
 
 
 # --- forwarding each topic (the session service) -----------------------------------------------------
 
-def test_new_event_request_comes_back_as_misp_json_event(stack: StackHandle, requester: Requester,
+def test_new_event_request_comes_back_as_misp_json_event(devstack: StackHandle, dxl_requester: Requester,
                                                          tap: ZmqTap) -> None:
     """new_event over DXL -> MISP's misp_json_event frame -> a DXL event carrying that frame's JSON."""
-    with requester.event_waiter(f"{PREFIX}/misp_json_event") as waiter:
-        event = new_event(requester, "zmq chain: new_event")
+    with dxl_requester.event_waiter(f"{PREFIX}/misp_json_event") as waiter:
+        event = new_event(dxl_requester, "zmq chain: new_event")
         forwarded = waiter.wait_for(lambda p: p["Event"]["uuid"] == event["uuid"] and p["action"] == "add", WAIT)
     sent = tap.wait_for("misp_json_event", lambda p: p["Event"]["uuid"] == event["uuid"] and p["action"] == "add")
     assert forwarded == sent
     assert forwarded["Event"]["info"] == "zmq chain: new_event"
 
 
-def test_added_attribute_is_forwarded_on_misp_json_attribute(stack: StackHandle, requester: Requester,
+def test_added_attribute_is_forwarded_on_misp_json_attribute(devstack: StackHandle, dxl_requester: Requester,
                                                              tap: ZmqTap) -> None:
     """add_named_attribute over DXL -> misp_json_attribute as a DXL event, with MISP's JSON."""
-    event = new_event(requester, "zmq: attribute")
-    with requester.event_waiter(f"{PREFIX}/misp_json_attribute") as waiter:
-        attribute = add_ip(requester, event, "198.51.100.21")
+    event = new_event(dxl_requester, "zmq: attribute")
+    with dxl_requester.event_waiter(f"{PREFIX}/misp_json_attribute") as waiter:
+        attribute = add_ip(dxl_requester, event, "198.51.100.21")
         forwarded = waiter.wait_for(lambda p: p["Attribute"]["uuid"] == attribute["uuid"], WAIT)
     assert forwarded == tap.wait_for("misp_json_attribute", lambda p: p["Attribute"]["uuid"] == attribute["uuid"])
     assert (forwarded["action"], forwarded["Attribute"]["value"]) == ("add", "198.51.100.21")
     assert forwarded["Event"]["uuid"] == event["uuid"]
 
 
-def test_sighting_is_forwarded_on_misp_json_sighting(stack: StackHandle, requester: Requester,
+def test_sighting_is_forwarded_on_misp_json_sighting(devstack: StackHandle, dxl_requester: Requester,
                                                      tap: ZmqTap) -> None:
     """sighting over DXL -> misp_json_sighting as a DXL event, with MISP's JSON."""
-    attribute = add_ip(requester, new_event(requester, "zmq: sighting"), "198.51.100.22")
-    with requester.event_waiter(f"{PREFIX}/misp_json_sighting") as waiter:
-        request(requester, "sighting", {"uuid": attribute["uuid"], "source": "e2e sighting"})
+    attribute = add_ip(dxl_requester, new_event(dxl_requester, "zmq: sighting"), "198.51.100.22")
+    with dxl_requester.event_waiter(f"{PREFIX}/misp_json_sighting") as waiter:
+        request(dxl_requester, "sighting", {"uuid": attribute["uuid"], "source": "e2e sighting"})
         forwarded = waiter.wait_for(lambda p: p["Sighting"]["Attribute"]["uuid"] == attribute["uuid"], WAIT)
     assert forwarded == tap.wait_for(
         "misp_json_sighting", lambda p: p["Sighting"]["Attribute"]["uuid"] == attribute["uuid"])
     assert forwarded["Sighting"]["source"] == "e2e sighting"
 
 
-def test_tag_is_forwarded_on_misp_json_tag(stack: StackHandle, requester: Requester, tap: ZmqTap) -> None:
+def test_tag_is_forwarded_on_misp_json_tag(devstack: StackHandle, dxl_requester: Requester, tap: ZmqTap) -> None:
     """tag over DXL -> misp_json_tag as a DXL event, with MISP's JSON."""
-    event = new_event(requester, "zmq: tag")
-    with requester.event_waiter(f"{PREFIX}/misp_json_tag") as waiter:
-        request(requester, "tag", {"uuid": event["uuid"], "tag": "e2e:zmq-tag"})
+    event = new_event(dxl_requester, "zmq: tag")
+    with dxl_requester.event_waiter(f"{PREFIX}/misp_json_tag") as waiter:
+        request(dxl_requester, "tag", {"uuid": event["uuid"], "tag": "e2e:zmq-tag"})
         forwarded = waiter.wait_for(lambda p: p["Tag"]["event_id"] == event["id"], WAIT)
     assert forwarded == tap.wait_for("misp_json_tag", lambda p: p["Tag"]["event_id"] == event["id"])
     assert forwarded["Tag"]["name"] == "e2e:zmq-tag"
     assert forwarded["action"] == "attached to event"
 
 
-def test_publish_is_forwarded_on_misp_json(stack: StackHandle, requester: Requester, tap: ZmqTap) -> None:
+def test_publish_is_forwarded_on_misp_json(devstack: StackHandle, dxl_requester: Requester, tap: ZmqTap) -> None:
     """publish over DXL -> misp_json (the whole event, action publish) as a DXL event, with MISP's JSON."""
-    event = new_event(requester, "zmq: publish")
-    add_ip(requester, event, "198.51.100.23")
-    with requester.event_waiter(f"{PREFIX}/misp_json") as waiter:
-        request(requester, "publish", {"event": event["id"]})
+    event = new_event(dxl_requester, "zmq: publish")
+    add_ip(dxl_requester, event, "198.51.100.23")
+    with dxl_requester.event_waiter(f"{PREFIX}/misp_json") as waiter:
+        request(dxl_requester, "publish", {"event": event["id"]})
         forwarded = waiter.wait_for(lambda p: p["Event"]["uuid"] == event["uuid"], WAIT)
     assert forwarded == tap.wait_for("misp_json", lambda p: p["Event"]["uuid"] == event["uuid"])
     assert forwarded["action"] == "publish"
@@ -193,7 +193,7 @@ def test_publish_is_forwarded_on_misp_json(stack: StackHandle, requester: Reques
 # --- a dev MISP server of this module's own, and service variants on its publisher -------------------
 
 class OwnMisp:
-    """``python -m devstack.misp.server`` on fixed-once ports and one SQLite file; restartable on the same."""
+    """``python -m dxlmisp_devstack.misp.server`` on fixed-once ports and one SQLite file; restartable on the same."""
 
     def __init__(self, workdir: Path, api_key: str) -> None:
         self.workdir = workdir
@@ -205,7 +205,7 @@ class OwnMisp:
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the server and wait for its ready line."""
-        command = [sys.executable, "-m", "devstack.misp.server", "--port", str(self.port), "--zmq-port",
+        command = [sys.executable, "-m", "dxlmisp_devstack.misp.server", "--port", str(self.port), "--zmq-port",
                    str(self.zmq_port), "--zmq-heartbeat", "0.2", "--db", str(self.workdir / "misp.sqlite")]
         self.child = Child("own-misp", command, self.workdir / "misp.log",
                            child_env(DEVSTACK_MISP_ADMIN_KEY=self.api_key))
@@ -229,9 +229,9 @@ class OwnMisp:
 
 
 @pytest.fixture(scope="module")
-def own_misp(stack: StackHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnMisp]:
+def own_misp(devstack: StackHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnMisp]:
     """A dev MISP server with a 0.2 s heartbeat, for this module only; stopped by PID."""
-    server = OwnMisp(tmp_path_factory.mktemp("own-misp"), stack.info["misp_api_key"])
+    server = OwnMisp(tmp_path_factory.mktemp("own-misp"), devstack.info["misp_api_key"])
     server.start()
     try:
         yield server
@@ -239,14 +239,14 @@ def own_misp(stack: StackHandle, tmp_path_factory: pytest.TempPathFactory) -> It
         server.stop()
 
 
-def variant(stack: StackHandle, own_misp: OwnMisp, directory: Path, unique_id: str, topics: str) -> Path:
+def variant(devstack: StackHandle, own_misp: OwnMisp, directory: Path, unique_id: str, topics: str) -> Path:
     """A notification-only service variant on ``own_misp``'s publisher, in ``directory``.
 
     The session service's config dir is copied without its feed state first: ``make_config_dir`` can meet
     the session feed's temporary state file vanishing mid-copy.
     """
     base = directory / "base"
-    shutil.copytree(stack.info["service_config_dir"], base, ignore=shutil.ignore_patterns("*feed-state*"))
+    shutil.copytree(devstack.info["service_config_dir"], base, ignore=shutil.ignore_patterns("*feed-state*"))
     return make_config_dir(base, directory / "service", {
         "General": {"host": own_misp.url, "serviceUniqueId": unique_id, "zeroMqNotificationTopics": topics,
                     "zeroMqPort": str(own_misp.zmq_port), "apiNames": "get_event"},
@@ -254,21 +254,21 @@ def variant(stack: StackHandle, own_misp: OwnMisp, directory: Path, unique_id: s
 
 
 @pytest.fixture(scope="module")
-def json_only(stack: StackHandle, own_misp: OwnMisp,
+def json_only(devstack: StackHandle, own_misp: OwnMisp,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """A service variant forwarding ``misp_json`` only (a ZeroMQ prefix of every other MISP topic)."""
-    config = variant(stack, own_misp, tmp_path_factory.mktemp("json-only"), JSON_ONLY, "misp_json")
-    with stack.run_service(config) as service:
+    config = variant(devstack, own_misp, tmp_path_factory.mktemp("json-only"), JSON_ONLY, "misp_json")
+    with devstack.run_service(config) as service:
         yield service
 
 
 @pytest.fixture(scope="module")
-def heartbeats(stack: StackHandle, own_misp: OwnMisp,
+def heartbeats(devstack: StackHandle, own_misp: OwnMisp,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """A service variant forwarding ``misp_json_self`` (the heartbeat) and ``misp_json_event``."""
-    config = variant(stack, own_misp, tmp_path_factory.mktemp("heartbeats"), HEARTBEATS,
+    config = variant(devstack, own_misp, tmp_path_factory.mktemp("heartbeats"), HEARTBEATS,
                      "misp_json_self,misp_json_event")
-    with stack.run_service(config) as service:
+    with devstack.run_service(config) as service:
         yield service
 
 
@@ -292,11 +292,11 @@ def until_forwarded(waiter: EventWaiter, make_change: Callable[[int], str], atte
     raise TimeoutError(f"nothing was forwarded on {waiter.topic} after {attempts} changes")
 
 
-def test_only_the_exact_topic_is_forwarded(stack: StackHandle, requester: Requester, own_misp: OwnMisp,
+def test_only_the_exact_topic_is_forwarded(devstack: StackHandle, dxl_requester: Requester, own_misp: OwnMisp,
                                            json_only: ServiceProcess, heartbeats: ServiceProcess) -> None:
     """Subscribed to misp_json only, the service forwards misp_json and neither misp_json_event nor heartbeats."""
-    with requester.event_waiter(f"{PREFIX}/{JSON_ONLY}/#") as everything, \
-            requester.event_waiter(f"{PREFIX}/{HEARTBEATS}/misp_json_self") as beats:
+    with dxl_requester.event_waiter(f"{PREFIX}/{JSON_ONLY}/#") as everything, \
+            dxl_requester.event_waiter(f"{PREFIX}/{HEARTBEATS}/misp_json_self") as beats:
         until_forwarded(everything, lambda n: create_and_publish(own_misp, f"joining {n}"))
         beats.clear()
         beats.wait_for(lambda p: True, WAIT)  # a heartbeat went out after json_only was surely connected
@@ -309,21 +309,21 @@ def test_only_the_exact_topic_is_forwarded(stack: StackHandle, requester: Reques
     assert published["action"] == "publish"
 
 
-def test_heartbeat_is_forwarded_when_listed(stack: StackHandle, requester: Requester, own_misp: OwnMisp,
+def test_heartbeat_is_forwarded_when_listed(devstack: StackHandle, dxl_requester: Requester, own_misp: OwnMisp,
                                             heartbeats: ServiceProcess) -> None:
     """With misp_json_self listed, MISP's heartbeat arrives as a DXL event with MISP's JSON."""
-    with requester.event_waiter(f"{PREFIX}/{HEARTBEATS}/misp_json_self") as beats:
+    with dxl_requester.event_waiter(f"{PREFIX}/{HEARTBEATS}/misp_json_self") as beats:
         beat = beats.wait_for(lambda p: True, WAIT)
     assert beat["status"] == "ok"
     assert isinstance(beat["uptime"], int)
 
 
-def test_forwarding_resumes_after_misp_restarts(stack: StackHandle, requester: Requester, own_misp: OwnMisp,
+def test_forwarding_resumes_after_misp_restarts(devstack: StackHandle, dxl_requester: Requester, own_misp: OwnMisp,
                                                 heartbeats: ServiceProcess) -> None:
     """MISP's server stops and starts again on the same ports and database; the service forwards again."""
     events_topic = f"{PREFIX}/{HEARTBEATS}/misp_json_event"
-    with requester.event_waiter(events_topic) as events, \
-            requester.event_waiter(f"{PREFIX}/{HEARTBEATS}/misp_json_self") as beats:
+    with dxl_requester.event_waiter(events_topic) as events, \
+            dxl_requester.event_waiter(f"{PREFIX}/{HEARTBEATS}/misp_json_self") as beats:
         before = until_forwarded(events, lambda n: own_misp.misp().add_event(
             {"info": f"before restart {n}"}, pythonify=False)["Event"]["uuid"])
         own_misp.stop()

@@ -16,8 +16,8 @@ from dxlclient.callbacks import ResponseCallback
 from dxlclient.message import Message, Request, Response
 from pymisp import PyMISP
 
-from dxlmispservice.testing import Requester, StackHandle, dead_url, stop_process
-from dxlmispservice.topics import SERVICE_TYPE, request_topic, service_type
+from dxlmisp_devstack.testing import Requester, StackHandle, dead_url, stop_process
+from dxlmispservice.api.topics import SERVICE_TYPE, request_topic, service_type
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 MISP_READY = "misp ready "
@@ -25,10 +25,10 @@ QUIET = {"zeroMqNotificationTopics": None, "zeroMqPort": None}
 
 
 class MispServer:
-    """``python -m devstack.misp.server`` on its own SQLite file, started and stopped by PID on one port."""
+    """``python -m dxlmisp_devstack.misp.server`` on its own SQLite file, started and stopped by PID on one port."""
 
-    def __init__(self, stack: StackHandle, db: Path, port: int = 0) -> None:
-        self.stack, self.db, self.port = stack, db, port
+    def __init__(self, devstack: StackHandle, db: Path, port: int = 0) -> None:
+        self.stack, self.db, self.port = devstack, db, port
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
 
@@ -38,7 +38,7 @@ class MispServer:
                    DEVSTACK_MISP_READONLY_KEY=self.stack.info["misp_readonly_api_key"],
                    PYTHONPATH=os.pathsep.join(p for p in (str(CHECKOUT), os.environ.get("PYTHONPATH", "")) if p))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "devstack.misp.server", "--port", str(self.port), "--db", str(self.db)],
+            [sys.executable, "-m", "dxlmisp_devstack.misp.server", "--port", str(self.port), "--db", str(self.db)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
@@ -63,53 +63,53 @@ class MispServer:
 
 
 @pytest.fixture
-def own_misp(stack: StackHandle, tmp_path: Path) -> Iterator[MispServer]:
+def own_misp(devstack: StackHandle, tmp_path: Path) -> Iterator[MispServer]:
     """A MISP server of this test's own (not the stack's), stopped at the end."""
-    server = MispServer(stack, tmp_path / "misp.sqlite")
+    server = MispServer(devstack, tmp_path / "misp.sqlite")
     try:
         yield server
     finally:
         server.stop()
 
 
-def variant_dir(stack: StackHandle, directory: Path, unique_id: str, **general: str) -> Path:
+def variant_dir(devstack: StackHandle, directory: Path, unique_id: str, **general: str) -> Path:
     """A service config dir for the stack's fabric under ``unique_id``, without notifications or feed."""
-    return stack.config_dir(directory, {"General": {**QUIET, "serviceUniqueId": unique_id, **general},
+    return devstack.config_dir(directory, {"General": {**QUIET, "serviceUniqueId": unique_id, **general},
                                         "Feed": {"enabled": "false"}})
 
 
 # --- MISP down, then back -------------------------------------------------------------------------------------
 def test_service_registers_while_misp_is_down_and_serves_once_it_is_up(
-        stack: StackHandle, requester: Requester, own_misp: MispServer, tmp_path: Path) -> None:
+        devstack: StackHandle, dxl_requester: Requester, own_misp: MispServer, tmp_path: Path) -> None:
     """Started before its MISP, the service registers and answers misp_unavailable, then serves once MISP is up."""
     host = dead_url()  # nothing listens there yet: MISP starts on that port later
     own_misp.port = int(host.rstrip("/").rsplit(":", 1)[1])
-    config = variant_dir(stack, tmp_path / "config", "e2e-late-misp", host=host)
+    config = variant_dir(devstack, tmp_path / "config", "e2e-late-misp", host=host)
     topic = request_topic("new_event", "e2e-late-misp")
-    with stack.run_service(config) as service:
-        down = requester.request(topic, {"info": "e2e while MISP is down"})
+    with devstack.run_service(config) as service:
+        down = dxl_requester.request(topic, {"info": "e2e while MISP is down"})
         assert (down.ok, down.error_code) == (False, 4)
         own_misp.start()
-        up = requester.request(topic, {"info": "e2e once MISP is up"})
+        up = dxl_requester.request(topic, {"info": "e2e once MISP is up"})
         assert up.ok, up.error_message
         assert own_misp.pymisp().get_event(up.payload["Event"]["id"])["Event"]["info"] == "e2e once MISP is up"
         assert service.process.poll() is None
 
 
 def test_misp_going_away_and_back_needs_no_service_restart(
-        stack: StackHandle, requester: Requester, own_misp: MispServer, tmp_path: Path) -> None:
+        devstack: StackHandle, dxl_requester: Requester, own_misp: MispServer, tmp_path: Path) -> None:
     """With MISP stopped a served request answers misp_unavailable; restarted on its port, MISP is served again."""
     own_misp.start()
-    config = variant_dir(stack, tmp_path / "config", "e2e-misp-back", host=own_misp.url)
-    with stack.run_service(config) as service:
-        made = requester.request(request_topic("new_event", "e2e-misp-back"), {"info": "e2e before the outage"})
+    config = variant_dir(devstack, tmp_path / "config", "e2e-misp-back", host=own_misp.url)
+    with devstack.run_service(config) as service:
+        made = dxl_requester.request(request_topic("new_event", "e2e-misp-back"), {"info": "e2e before the outage"})
         assert made.ok, made.error_message
         get = {"event_id": made.payload["Event"]["id"]}
         own_misp.stop()
-        down = requester.request(request_topic("get_event", "e2e-misp-back"), get)
+        down = dxl_requester.request(request_topic("get_event", "e2e-misp-back"), get)
         assert (down.ok, down.error_code, down.payload["error"]) == (False, 4, "misp_unavailable")
         own_misp.start()
-        back = requester.request(request_topic("get_event", "e2e-misp-back"), get)
+        back = dxl_requester.request(request_topic("get_event", "e2e-misp-back"), get)
         assert back.ok, back.error_message
         assert back.payload["Event"]["uuid"] == made.payload["Event"]["uuid"]
         assert service.process.poll() is None
@@ -117,22 +117,22 @@ def test_misp_going_away_and_back_needs_no_service_restart(
 
 # --- serviceUniqueId ----------------------------------------------------------------------------------------
 def test_service_unique_id_names_the_service_type_and_every_topic(
-        stack: StackHandle, requester: Requester, tmp_path: Path) -> None:
+        devstack: StackHandle, dxl_requester: Requester, tmp_path: Path) -> None:
     """With serviceUniqueId the instance registers <type>/<id> with only <type>/<id>/<name> topics and answers
     there; the plain topic of a name only it serves gets no answer."""
     unique_id = "e2e-unique"
-    config = variant_dir(stack, tmp_path / "config", unique_id, apiNames="new_event,get_object")
-    with stack.run_service(config) as service:
-        registered = requester.services(service_type(unique_id))
+    config = variant_dir(devstack, tmp_path / "config", unique_id, apiNames="new_event,get_object")
+    with devstack.run_service(config) as service:
+        registered = dxl_requester.services(service_type(unique_id))
         assert sorted(registered[service.service_guid]["requestChannels"]) == \
             sorted(request_topic(name, unique_id) for name in ("new_event", "get_object"))
-        assert service.service_guid not in requester.services(SERVICE_TYPE)
-        made = requester.request(request_topic("new_event", unique_id), {"info": "e2e unique id"})
-        assert made.ok and stack.misp().get_event(made.payload["Event"]["id"])["Event"]["info"] == "e2e unique id"
-        missing = requester.request(request_topic("get_object", unique_id), {"misp_object": 424242})
+        assert service.service_guid not in dxl_requester.services(SERVICE_TYPE)
+        made = dxl_requester.request(request_topic("new_event", unique_id), {"info": "e2e unique id"})
+        assert made.ok and devstack.misp().get_event(made.payload["Event"]["id"])["Event"]["info"] == "e2e unique id"
+        missing = dxl_requester.request(request_topic("get_object", unique_id), {"misp_object": 424242})
         assert (missing.ok, missing.error_code) == (False, 3)
         with pytest.raises(TimeoutError):
-            requester.request(request_topic("get_object"), {"misp_object": 424242}, timeout=2)
+            dxl_requester.request(request_topic("get_object"), {"misp_object": 424242}, timeout=2)
 
 
 # --- a concurrent burst ---------------------------------------------------------------------------------------
@@ -154,13 +154,13 @@ class Collect(ResponseCallback):
 
 
 @pytest.fixture
-def spare_requesters(stack: StackHandle) -> Iterator[list[Requester]]:
+def spare_requesters(devstack: StackHandle) -> Iterator[list[Requester]]:
     """Three more DXL clients, each with its own connection; destroyed in parallel (each takes ~1 s)."""
     roles = ("spare1", "spare2", "spare3")
     made: dict[str, Requester] = {}
 
     def connect(role: str) -> None:
-        made[role] = Requester(stack.info["client_configs"][role])
+        made[role] = Requester(devstack.info["client_configs"][role])
 
     run_parallel(connect, roles)
     try:
@@ -179,12 +179,12 @@ def run_parallel(fn: Any, items: Any) -> None:
 
 
 def test_a_concurrent_burst_gets_each_request_its_own_answer(
-        stack: StackHandle, requester: Requester, spare_requesters: list[Requester]) -> None:
+        devstack: StackHandle, dxl_requester: Requester, spare_requesters: list[Requester]) -> None:
     """64 asynchronous requests (writes and reads) from 4 clients on 4 threads each get the answer to their own
     payload, and MISP holds exactly the events the writes asked for."""
-    misp = stack.misp()
+    misp = devstack.misp()
     existing = [misp.add_event({"info": f"e2e burst seed {n}", "distribution": 0})["Event"] for n in range(8)]
-    clients = [requester, *spare_requesters]
+    clients = [dxl_requester, *spare_requesters]
     per_client = 16
     expected: dict[str, tuple[str, Any]] = {}  # request message id -> (what, expected value)
     callbacks = [Collect(per_client) for _ in clients]

@@ -10,14 +10,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dxlmispservice.testing import StackHandle
+from dxlmisp_devstack.testing import StackHandle
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample" / "basic"
 
 
-def run_sample(stack: StackHandle, name: str) -> subprocess.CompletedProcess[str]:
+def run_sample(devstack: StackHandle, name: str) -> subprocess.CompletedProcess[str]:
     """Run one sample as the user would, with DXLCLIENT_CONFIG naming the stack's requester config."""
-    env = dict(os.environ, DXLCLIENT_CONFIG=stack.info["dxlclient_config"])
+    env = dict(os.environ, DXLCLIENT_CONFIG=devstack.info["dxlclient_config"])
     return subprocess.run([sys.executable, str(SAMPLES / name)], env=env, capture_output=True, text=True,
                           timeout=120, cwd=str(SAMPLES))
 
@@ -28,18 +28,18 @@ def answers(stdout: str) -> dict[str, Any]:
     return {what: json.loads(body) for what, body in zip(parts[1::2], parts[2::2])}
 
 
-def test_new_event_sample_prints_the_stored_event(stack: StackHandle) -> None:
+def test_new_event_sample_prints_the_stored_event(devstack: StackHandle) -> None:
     """basic_new_event_example prints MISP's {"Event": ...} for the event it made, which MISP then has."""
-    result = run_sample(stack, "basic_new_event_example.py")
+    result = run_sample(devstack, "basic_new_event_example.py")
     assert result.returncode == 0, result.stdout + result.stderr
     event = answers(result.stdout)["new event request"]["Event"]
     assert event["info"] == "OpenDXL MISP new event example"
-    assert stack.misp().get_event(event["id"])["Event"]["uuid"] == event["uuid"]
+    assert devstack.misp().get_event(event["id"])["Event"]["uuid"] == event["uuid"]
 
 
-def test_search_sample_finds_the_attribute_it_stored(stack: StackHandle) -> None:
+def test_search_sample_finds_the_attribute_it_stored(devstack: StackHandle) -> None:
     """basic_search_example prints an attributes-controller answer holding the attribute it added."""
-    result = run_sample(stack, "basic_search_example.py")
+    result = run_sample(devstack, "basic_search_example.py")
     assert result.returncode == 0, result.stdout + result.stderr
     printed = answers(result.stdout)
     found = printed["search request for the value 198.51.100.7"]["response"]["Attribute"]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from dxlmispservice.testing import StackHandle
+from dxlmisp_devstack.testing import StackHandle
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample" / "basic"
 UPDATE_SAMPLE = "basic_update_event_example.py"
@@ -194,9 +194,9 @@ MISP_TYPE_CHANGES = {
 }
 
 
-def run_sample(stack: StackHandle, path: Path) -> subprocess.CompletedProcess[str]:
+def run_sample(devstack: StackHandle, path: Path) -> subprocess.CompletedProcess[str]:
     """Run a sample as a user would, from its own directory, with DXLCLIENT_CONFIG naming the stack's config."""
-    env = dict(os.environ, DXLCLIENT_CONFIG=stack.info["dxlclient_config"])
+    env = dict(os.environ, DXLCLIENT_CONFIG=devstack.info["dxlclient_config"])
     return subprocess.run([sys.executable, str(path)], env=env, capture_output=True, text=True, timeout=120,
                           cwd=str(path.parent))
 
@@ -248,9 +248,9 @@ def test_structure_check_sees_a_missing_key_and_a_changed_type() -> None:
         [".Event.id: number where the seed has str", ".Event.Attribute[].to_ids: missing"]
 
 
-def test_update_event_sample_prints_the_seeds_five_answers_with_their_structure(stack: StackHandle) -> None:
+def test_update_event_sample_prints_the_seeds_five_answers_with_their_structure(devstack: StackHandle) -> None:
     """basic_update_event_example prints the seed's five answers, in order, each with the seed's keys and types."""
-    result = run_sample(stack, SAMPLES / UPDATE_SAMPLE)
+    result = run_sample(devstack, SAMPLES / UPDATE_SAMPLE)
     assert result.returncode == 0, result.stdout + result.stderr
     seed, printed = printed_answers(SEED_OUTPUT), printed_answers(result.stdout)
     assert len(seed) == 5 and list(printed) == list(seed)
@@ -258,12 +258,12 @@ def test_update_event_sample_prints_the_seeds_five_answers_with_their_structure(
     assert differences == {what: [] for what in seed}
 
 
-def test_update_event_sample_leaves_its_work_in_misp(stack: StackHandle) -> None:
+def test_update_event_sample_leaves_its_work_in_misp(devstack: StackHandle) -> None:
     """After basic_update_event_example MISP holds its event with the comment, the tag and the sighting."""
-    result = run_sample(stack, SAMPLES / UPDATE_SAMPLE)
+    result = run_sample(devstack, SAMPLES / UPDATE_SAMPLE)
     assert result.returncode == 0, result.stdout + result.stderr
     event_id = printed_answers(result.stdout)["new event request"]["Event"]["id"]
-    event = stack.misp().get_event(event_id)["Event"]
+    event = devstack.misp().get_event(event_id)["Event"]
     assert [(a["type"], a["category"]) for a in event["Attribute"]] == [("comment", "Internal reference")]
     attribute = event["Attribute"][0]
     assert [t["name"] for t in attribute["Tag"]] == ["Tagged by the OpenDXL MISP update event example"]
@@ -271,9 +271,9 @@ def test_update_event_sample_leaves_its_work_in_misp(stack: StackHandle) -> None
 
 
 @pytest.mark.parametrize("sample", sorted(p.name for p in SAMPLES.glob("*.py") if p.name != UPDATE_SAMPLE))
-def test_every_other_sample_runs_unmodified(stack: StackHandle, sample: str) -> None:
+def test_every_other_sample_runs_unmodified(devstack: StackHandle, sample: str) -> None:
     """Each other sample exits 0 against the dev stack and prints an answer or a notification, no error."""
-    result = run_sample(stack, SAMPLES / sample)
+    result = run_sample(devstack, SAMPLES / sample)
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"^(Response to the .+|Notification on .+):$", result.stdout, re.M), result.stdout
     assert "Error invoking service" not in result.stdout

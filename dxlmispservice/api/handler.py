@@ -1,0 +1,218 @@
+"""DXL in and out: a request payload becomes a handler call, and its result a Response or an ErrorResponse.
+
+:class:`RequestHandler` is pure (no DXL) and does the work:
+
+1. decode the payload: UTF-8 JSON that must be an object. An empty payload (no bytes, or only blanks)
+   means "no arguments" and is taken as ``{}``; anything else that is not a JSON object is
+   :class:`~dxlmispservice.errors.InvalidPayload`;
+2. look the api name up in the topic table and call ``handler(misp, payload)``;
+3. encode the result as compact JSON, once, and enforce ``maxResponseSize``
+   (:class:`~dxlmispservice.errors.ResponseTooLarge` says the size, the limit and how to page). A
+   :class:`~dxlmispservice.api.rawjson.RawJson` (MISP's answer as MISP sent it, from :mod:`.rawpath`) is sent
+   as it is, its size checked before anything is decoded; it is decoded and encoded like any other answer
+   only when it holds the API key, or when it is over the limit but pretty-printed or escaped (compact JSON
+   might then fit);
+4. map errors: a :class:`~dxlmispservice.errors.MispServiceError` answers with its code, message and
+   ``to_payload()``; anything else is logged with its traceback and answered as
+   :class:`~dxlmispservice.errors.InternalError` with a generic message and a reference to the log line.
+
+The API key is cut out of every body, message and log line. :class:`DxlRequestCallback` adapts it to
+dxlclient.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from dxlclient.callbacks import RequestCallback
+from dxlclient.message import ErrorResponse, Request, Response
+
+from dxlmispservice.errors import InternalError, InvalidPayload, MispServiceError, ResponseTooLarge, redact
+from dxlmispservice.api.rawjson import RawJson
+
+if TYPE_CHECKING:
+    from dxlmispservice.misp import MispConnection
+
+logger = logging.getLogger(__name__)
+
+#: A topic handler (the topic table's entries): the shared MISP connection and the request payload (a JSON
+#: object) in, a JSON-able answer out; failures are raised from :mod:`dxlmispservice.errors`.
+Handler = Callable[["MispConnection", dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to send back: ``ok`` -> a Response with ``body``; else an ErrorResponse with code and message."""
+
+    ok: bool
+    body: bytes
+    error_code: int = 0
+    error_message: str = ""
+
+
+class RequestHandler:
+    """Runs one request through the topic table; never raises."""
+
+    def __init__(self, table: Mapping[str, Handler], misp: Any, *, max_response_size: int,
+                 secret: str | None = None) -> None:
+        self._table = table
+        self._misp = misp
+        self._max_response_size = max_response_size
+        self._secret = secret
+        self._secret_bytes = secret.encode("utf-8") if secret else None
+
+    def handle(self, api_name: str, payload: bytes) -> Outcome:
+        """Decode, call, encode; every failure becomes an error Outcome."""
+        try:
+            return self._ok(self._run(api_name, payload))
+        except MispServiceError as exc:
+            return self._error(exc)
+        except Exception:  # the requester gets a reference, the log gets the traceback
+            reference = uuid.uuid4().hex[:12]
+            logger.error("Internal error in %s (reference %s):\n%s", api_name, reference,
+                         redact(traceback.format_exc(), self._secret))
+            return self._error(InternalError(
+                f"internal error in the MISP service while handling {api_name}; "
+                f"the service log has the details under reference {reference}"))
+
+    def _run(self, api_name: str, payload: bytes) -> bytes:
+        handler = self._table.get(api_name)
+        if handler is None:
+            raise KeyError(f"no handler for the registered api name {api_name!r}")
+        result = handler(self._misp, decode_payload(payload))
+        return self._encode(result, api_name)
+
+    def _encode(self, result: Any, api_name: str) -> bytes:
+        if type(result) is RawJson:
+            raw = self._raw(result, api_name)
+            if raw is not None:
+                return raw
+        body = redact(json.dumps(result, separators=(",", ":"), ensure_ascii=False, default=_to_json),
+                      self._secret).encode("utf-8")
+        if len(body) > self._max_response_size:
+            raise self._too_large(api_name, len(body))
+        return body
+
+    def _raw(self, result: RawJson, api_name: str) -> bytes | None:
+        """MISP's own bytes, sent as they are, or None when they must go the decode-and-encode way: they hold
+        the API key (to be cut out), or they are over the limit but might not be once made compact."""
+        body = result.body
+        if self._secret_bytes is not None and self._secret_bytes in body:
+            return None
+        if len(body) <= self._max_response_size:
+            return body
+        if _maybe_loose(body):
+            return None
+        raise self._too_large(api_name, len(body))
+
+    def _too_large(self, api_name: str, size: int) -> ResponseTooLarge:
+        logger.warning("The answer to %s is %d bytes, over maxResponseSize %d: sent response_too_large",
+                       api_name, size, self._max_response_size)
+        return ResponseTooLarge(
+            f"The answer to {api_name} is {size} bytes, more than the service's limit of "
+            f"{self._max_response_size} bytes (maxResponseSize). Ask for it in parts: add \"limit\" "
+            f"and \"page\" to the payload (for example {{\"limit\": 100, \"page\": 1}}, then page 2, ...) "
+            f"or narrow the request.")
+
+    def _ok(self, body: bytes) -> Outcome:
+        return Outcome(ok=True, body=body)
+
+    def _error(self, exc: MispServiceError) -> Outcome:
+        message = redact(exc.message, self._secret)
+        try:
+            text = json.dumps(exc.to_payload(), separators=(",", ":"), ensure_ascii=False, default=_to_json)
+        except (TypeError, ValueError):
+            text = json.dumps({"code": exc.code, "error": exc.name, "message": message}, separators=(",", ":"))
+        return Outcome(ok=False, body=redact(text, self._secret).encode("utf-8"), error_code=exc.code,
+                       error_message=message)
+
+
+#: Bytes that compact JSON (as the handler encodes it) would shorten: a line break (JSON holds one only
+#: between tokens, so the body is pretty-printed), a \u escape, an escaped slash.
+_LOOSE = (b"\n", b"\\u", b"\\/")
+
+
+def _maybe_loose(body: bytes) -> bool:
+    """True when ``body`` might get shorter as compact JSON: it is pretty-printed or holds escapes that
+    compact JSON writes shorter (a quick look at its bytes; a false alarm only costs a decode)."""
+    return any(mark in body for mark in _LOOSE)
+
+
+def decode_payload(payload: bytes | str | None) -> dict[str, Any]:
+    """The request payload as a dict: empty means ``{}``; it must otherwise be a JSON object."""
+    if payload is None:
+        return {}
+    if isinstance(payload, bytes):
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidPayload(f"the payload is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                                 "send a JSON object") from None
+    else:
+        text = payload
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InvalidPayload(f"the payload is not valid JSON ({exc}); send a JSON object") from None
+    except RecursionError:  # valid JSON, but nested deeper than Python's decoder goes
+        raise InvalidPayload("the payload is nested too deeply to decode; send a flatter JSON object") from None
+    if not isinstance(value, dict):
+        raise InvalidPayload(f"the payload must be a JSON object, not {_json_kind(value)}")
+    return value
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"
+
+
+def _to_json(value: Any) -> Any:
+    """JSON for what ``json`` cannot encode itself: PyMISP objects, dates, sets."""
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if isinstance(value, bytes):
+        raise TypeError("a handler returned raw bytes")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+class DxlRequestCallback(RequestCallback):
+    """The dxlclient callback for one api name: runs the RequestHandler, sends Response or ErrorResponse."""
+
+    def __init__(self, client: Any, handler: RequestHandler, api_name: str) -> None:
+        super().__init__()
+        self._client = client
+        self._handler = handler
+        self._api_name = api_name
+
+    def on_request(self, request: Request) -> None:
+        """Answer ``request`` (on the incoming message thread)."""
+        outcome = self._handler.handle(self._api_name, request.payload)
+        if outcome.ok:
+            response: Response = Response(request)
+        else:
+            response = ErrorResponse(request, error_code=outcome.error_code, error_message=outcome.error_message)
+        response.payload = outcome.body
+        try:
+            self._client.send_response(response)
+        except Exception as exc:  # a lost connection: dxlclient logs it too; the requester times out
+            logger.error("Could not send the answer to %s: %s", self._api_name, exc)

@@ -1,0 +1,338 @@
+"""The 2.4-era API names, running on current PyMISP: the old payload in, the old answer shape out.
+
+dxlmispservice 0.1.5 called PyMISP 2.4 methods that were removed in 2.4.120. Each name here is a small
+function that takes that era's payload, checks it completely before MISP is called (so nothing in MISP
+changes by half), makes the modern PyMISP call, and shapes the answer as the old service did.
+
+``new_event`` answers ``{"Event": {...}}``; ``add_internal_comment`` and ``add_named_attribute`` answer a
+list holding MISP's ``{"Attribute": ...}``; ``tag``, ``untag`` and ``sighting`` answer ``{"name", "message",
+"url"}``; ``search`` answers ``{"response": [{"Event": ...}]}`` (or ``{"response": {"Attribute": [...]}}`` on
+the attributes controller); ``get_event`` and ``update_event`` answer ``{"Event": ...}``; ``delete_event``
+and ``publish`` answer MISP's message. Each function's docstring and payload spec say the rest.
+
+Where a legacy name is also a modern PyMISP name (tag, untag, search, get_event, update_event, delete_event,
+publish) this adapter owns the topic and accepts the modern keyword names too. ``publish`` keeps the 2.4
+default ``alert=true`` (MISP sends the alert e-mail); send ``"alert": false`` to publish quietly.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from pymisp import MISPAttribute, MISPEvent, MISPSighting, PyMISP
+
+from dxlmispservice.api import rawpath
+from dxlmispservice.errors import InvalidArguments
+from dxlmispservice.api.legacyargs import KINDS, Arg, accepted_keys, as_bool, as_ref, spec_index, unwrap
+from dxlmispservice.api.passthrough import call_misp, to_json
+
+if TYPE_CHECKING:
+    from dxlmispservice.misp import MispConnection
+
+
+# --- payload checks (the kinds of value and each spec's index are in legacyargs.py) ------------------------
+def check(api_name: str, payload: Mapping[str, Any], spec: Mapping[str, Arg]) -> dict[str, Any]:
+    """The payload's values by canonical key, defaults filled in; InvalidArguments names every problem.
+
+    Only the payload's keys, the required names and the defaults are looked at; the problems and the values
+    come out in spec order."""
+    index = spec_index(spec)
+    problems: list[str] = []
+    keys = index.keys
+    unknown = [key for key in payload if key not in keys]
+    if unknown:
+        problems.append("unknown key(s) " + ", ".join(f"'{key}'" for key in sorted(unknown)))
+    given: dict[str, list[tuple[int, str]]] = {}
+    for key, value in payload.items():
+        if value is not None and key in keys:
+            name, position = keys[key]
+            given.setdefault(name, []).append((position, key))
+    names = set(given).union(index.required, index.defaults)
+    values: dict[str, Any] = {}
+    for name in sorted(names, key=index.order.__getitem__):
+        arg = spec[name]
+        used = [key for _, key in sorted(given.get(name, ()))]
+        if len(used) > 1:
+            problems.append("give only one of " + " or ".join(f"'{key}'" for key in used))
+        elif not used:
+            if arg.required:
+                problems.append("missing " + " or ".join(f"'{key}'" for key in (name, *arg.aliases)))
+            elif arg.default is not None:
+                values[name] = arg.default
+        else:
+            convert, expected = KINDS[arg.kind]
+            ok, value = convert(payload[used[0]])
+            if ok:
+                values[name] = value
+            else:
+                problems.append(f"'{used[0]}' must be {expected}")
+    if problems:
+        raise InvalidArguments(f"{api_name}: {'; '.join(problems)}. Accepted keys: {accepted_keys(spec)}")
+    return values
+
+
+def _invalid(api_name: str, exc: Exception) -> InvalidArguments:
+    return InvalidArguments(f"{api_name}: {exc}")
+
+
+# --- events ------------------------------------------------------------------------------------------------
+NEW_EVENT = {
+    "info": Arg("text", required=True), "distribution": Arg("int"), "threat_level_id": Arg("int"),
+    "analysis": Arg("int"), "date": Arg("text"), "published": Arg("bool"), "orgc_id": Arg("int"),
+    "org_id": Arg("int"), "sharing_group_id": Arg("int"),
+}
+
+
+def new_event(misp: MispConnection, payload: dict[str, Any]) -> Any:
+    """Create an event from the 2.4 fields; answers MISP's ``{"Event": {...}}``."""
+    args = check("new_event", payload, NEW_EVENT)
+    event = MISPEvent()
+    try:
+        event.from_dict(**args)
+    except Exception as exc:  # PyMISP raises NewEventError, ValueError... on bad values
+        raise _invalid("new_event", exc) from exc
+    return to_json(call_misp(misp, "new_event", lambda p: p.add_event(event, pythonify=False)))
+
+
+GET_EVENT = {"event_id": Arg("ref", required=True, aliases=("event",)), "deleted": Arg("json"),
+             "extended": Arg("bool"), "no_sightings": Arg("bool")}
+
+
+def get_event(misp: MispConnection, payload: dict[str, Any]) -> Any:
+    """One event by id or UUID; answers MISP's ``{"Event": {...}}``."""
+    args = check("get_event", payload, GET_EVENT)
+    ref = args.pop("event_id")
+    if rawpath.supported(misp):  # MISP's answer forwarded undecoded (see rawpath)
+        return rawpath.get_event(misp, ref, **args)
+    return to_json(call_misp(misp, "get_event", lambda p: p.get_event(ref, pythonify=False, **args)))
+
+
+UPDATE_EVENT = {"event": Arg("object", required=True), "event_id": Arg("ref"), "metadata": Arg("bool")}
+
+
+def update_event(misp: MispConnection, payload: dict[str, Any]) -> Any:
+    """Post the event JSON to MISP's edit route, as 2.4 did; answers MISP's ``{"Event": {...}}``."""
+    args = check("update_event", payload, UPDATE_EVENT)
+    event = args["event"]
+    ref = args.get("event_id")
+    if ref is None:
+        ok, ref = as_ref(event)
+        if not ok:
+            raise InvalidArguments("update_event: give 'event_id', or an 'event' with an id or a UUID. "
+                                   f"Accepted keys: {accepted_keys(UPDATE_EVENT)}")
+    metadata = args.get("metadata", False)
+    return to_json(call_misp(misp, "update_event", lambda p: p.update_event(
+        event, event_id=ref, metadata=metadata, pythonify=False)))
+
+
+DELETE_EVENT = {"event_id": Arg("ref", required=True, aliases=("event",))}
+
+
+def delete_event(misp: MispConnection, payload: dict[str, Any]) -> Any:
+    """Delete one event; answers MISP's message."""
+    ref = check("delete_event", payload, DELETE_EVENT)["event_id"]
+    return to_json(call_misp(misp, "delete_event", lambda p: p.delete_event(ref)))
+
+
+PUBLISH = {"event": Arg("json", required=True, aliases=("event_id",)), "alert": Arg("bool", default=True)}
+
+
+def publish(misp: MispConnection, payload: dict[str, Any]) -> Any:
+    """Publish one event (with the alert e-mail unless ``alert`` is false); answers MISP's message."""
+    args = check("publish", payload, PUBLISH)
+    event = args["event"]
+    if isinstance(event, dict) and as_bool(unwrap(event).get("published", False))[1] is True:
+        raise InvalidArguments("publish: the event is already published")
+    ok, ref = as_ref(event)
+    if not ok:
+        raise InvalidArguments(f"publish: 'event' must be {KINDS['ref'][1]}. Accepted keys: {accepted_keys(PUBLISH)}")
+    alert = args["alert"]
+    return to_json(call_misp(misp, "publish", lambda p: p.publish(ref, alert=alert)))
+
+
+# --- attributes --------------------------------------------------------------------------------------------
+_ATTRIBUTE_COMMON = {
+    "category": Arg("text"), "to_ids": Arg("bool", default=False), "comment": Arg("text"),
+    "distribution": Arg("int"), "proposal": Arg("bool", default=False),
+    "uuid": Arg("uuid"), "sharing_group_id": Arg("int"), "disable_correlation": Arg("bool"),
+    "first_seen": Arg("json"), "last_seen": Arg("json"),
+}
+ADD_INTERNAL_COMMENT = {"event": Arg("ref", required=True), "reference": Arg("value", required=True),
+                        **_ATTRIBUTE_COMMON, "category": Arg("text", default="Internal reference")}
+ADD_NAMED_ATTRIBUTE = {"event": Arg("ref", required=True), "type_value": Arg("text", required=True),
+                       "value": Arg("value", required=True), **_ATTRIBUTE_COMMON}
+
+
+def _add_attributes(api_name: str, misp: MispConnection, event: Any, type_value: str, values: Any,
+                    fields: dict[str, Any], proposal: bool) -> list[Any]:
+    """Build every attribute first (bad input stops here), then add them; answers a list of MISP's answers."""
+    attributes = []
+    for value in values if isinstance(values, list) else [values]:
+        attribute = MISPAttribute()
+        try:
+            attribute.from_dict(type=type_value, value=value, **fields)
+        except KeyError as exc:  # PyMISP looks the category up in its type table
+            raise InvalidArguments(f"{api_name}: {exc.args[0]!r} is not a MISP attribute category") from exc
+        except Exception as exc:  # NewAttributeError, ValueError... on bad values
+            raise _invalid(api_name, exc) from exc
+        attributes.append(attribute)
+    if proposal:  # MISP takes proposals one by one
+        return [to_json(call_misp(misp, api_name, lambda p, a=a: p.add_attribute_proposal(event, a, pythonify=False)))
+                for a in attributes]
+    data: Any = attributes[0] if len(attributes) == 1 else attributes
+    return [to_json(call_misp(misp, api_name, lambda p: p.add_attribute(event, data, pythonify=False)))]
+
+
+def add_internal_comment(misp: MispConnection, payload: dict[str, Any]) -> Any:
+    """Add a ``comment`` attribute (category Internal reference) to an event; answers ``[{"Attribute": ...}]``."""
+    args = check("add_internal_comment", payload, ADD_INTERNAL_COMMENT)
+    event, reference, proposal = args.pop("event"), args.pop("reference"), args.pop("proposal")
+    return _add_attributes("add_internal_comment", misp, event, "comment", reference, args, proposal)
+
+
+def add_named_attribute(misp: MispConnection, payload: dict[str, Any]) -> Any:
+    """Add attributes of any type to an event; answers ``[{"Attribute": ...}]``."""
+    args = check("add_named_attribute", payload, ADD_NAMED_ATTRIBUTE)
+    event, type_value, value = args.pop("event"), args.pop("type_value"), args.pop("value")
+    proposal = args.pop("proposal")
+    return _add_attributes("add_named_attribute", misp, event, type_value, value, args, proposal)
+
+
+# --- tags and sightings ------------------------------------------------------------------------------------
+TAG = {"uuid": Arg("uuid", required=True, aliases=("misp_entity",)), "tag": Arg("tag", required=True),
+       "local": Arg("bool"), "relationship_type": Arg("text")}
+UNTAG = {"uuid": Arg("uuid", required=True, aliases=("misp_entity",)), "tag": Arg("tag", required=True)}
+
+
+def _message(result: Any, url: str) -> dict[str, Any]:
+    """MISP's ``{"name", "message", "url"}`` answer, built from the modern answer where fields are missing."""
+    body = result if isinstance(result, dict) else {}
+    message = body.get("message") or body.get("success") or body.get("name") or "OK"
+    message = message if isinstance(message, str) else str(message)
+    return {"name": body.get("name") or message, "message": message, "url": body.get("url") or url}
+
+
+def tag(misp: MispConnection, payload: dict[str, Any]) -> Any:
+    """Attach a tag to the event or attribute with that UUID; answers ``{"name", "message", "url"}``."""
+    args = check("tag", payload, TAG)
+    uuid, name, local, relationship = args["uuid"], args["tag"], args.get("local", False), args.get("relationship_type")
+    result = call_misp(misp, "tag", lambda p: p.tag(uuid, name, local=local, relationship_type=relationship))
+    return _message(to_json(result), "/tags/attachTagToObject")
+
+
+def untag(misp: MispConnection, payload: dict[str, Any]) -> Any:
+    """Remove a tag from the event or attribute with that UUID; answers ``{"name", "message", "url"}``."""
+    args = check("untag", payload, UNTAG)
+    uuid, name = args["uuid"], args["tag"]
+    result = call_misp(misp, "untag", lambda p: p.untag(uuid, name))
+    return _message(to_json(result), "/tags/removeTagFromObject")
+
+
+SIGHTING = {"uuid": Arg("uuid"), "id": Arg("int"), "value": Arg("scalar"), "source": Arg("text"),
+            "type": Arg("sighting_type"), "timestamp": Arg("int")}
+_SIGHTING_WORDS = {"0": "sighting", "1": "false-positive", "2": "expiration"}
+
+
+def _sighting_count(result: Any) -> int:
+    if isinstance(result, list):
+        return len(result)
+    inner = result.get("Sighting") if isinstance(result, dict) else None
+    return len(inner) if isinstance(inner, list) else 1
+
+
+def sighting(misp: MispConnection, payload: dict[str, Any]) -> Any:
+    """Add one sighting to an attribute (by uuid or id) or to every attribute with a value; answers the 2.4
+    ``{"message": "Sighting added.", "name": "1 sighting successfully added.", "url": "/sightings/add/<uuid>"}``."""
+    args = check("sighting", payload, SIGHTING)
+    uuid, attribute_id = args.pop("uuid", None), args.pop("id", None)
+    if uuid is not None and attribute_id is not None:
+        raise InvalidArguments(f"sighting: give 'uuid' or 'id', not both. Accepted keys: {accepted_keys(SIGHTING)}")
+    target = uuid if uuid is not None else attribute_id
+    if target is None and "value" not in args:
+        raise InvalidArguments(f"sighting: give 'uuid', 'id' or 'value'. Accepted keys: {accepted_keys(SIGHTING)}")
+    body = MISPSighting()
+    body.from_dict(**args)
+    result = to_json(call_misp(misp, "sighting", lambda p: p.add_sighting(body, attribute=target, pythonify=False)))
+    url = f"/sightings/add/{target}" if target is not None else "/sightings/add"
+    if isinstance(result, dict) and isinstance(result.get("message"), str) and isinstance(result.get("name"), str):
+        return {"message": result["message"], "name": result["name"], "url": result.get("url") or url}
+    count = _sighting_count(result)
+    word = _SIGHTING_WORDS.get(args.get("type", "0"), "sighting")
+    return {"message": "Sighting added.", "name": f"{count} {word}{'' if count == 1 else 's'} successfully added.",
+            "url": url}
+
+
+# --- search ------------------------------------------------------------------------------------------------
+CONTROLLERS = ("events", "attributes", "objects")
+RETURN_FORMATS = ("json", "xml", "openioc", "suricata", "snort", "text", "rpz", "csv", "cache", "stix-xml",
+                  "stix", "stix2", "yara", "yara-json", "attack", "attack-sightings", "context", "context-markdown")
+_SEARCH_KINDS = {"controller": "text", "return_format": "text", "value": "terms", "tags": "terms",
+                 "uuid": "uuid", "limit": "int", "page": "int"}
+_SEARCH_ALIASES = {"value": ("values",), "return_format": ("returnFormat",)}
+_SEARCH_OLD_ONLY = {"not_values": Arg("terms"), "not_tags": Arg("terms"),
+                    "includeWarninglistHits": Arg("json"), "includeProposals": Arg("json")}
+_PASSED_AS_IS = ("includeWarninglistHits", "includeProposals")
+
+
+def _search_spec() -> dict[str, Arg]:
+    """Modern ``PyMISP.search`` keyword names (bar pythonify) plus the 2.4 names."""
+    spec: dict[str, Arg] = {}
+    for parameter in list(inspect.signature(PyMISP.search).parameters.values())[1:]:
+        if parameter.kind is parameter.VAR_KEYWORD or parameter.name == "pythonify":
+            continue
+        spec[parameter.name] = Arg(_SEARCH_KINDS.get(parameter.name, "json"),
+                                   aliases=_SEARCH_ALIASES.get(parameter.name, ()))
+    spec.update(_SEARCH_OLD_ONLY)
+    return spec
+
+
+SEARCH = _search_spec()
+
+
+def _with_not(key: str, not_key: str, positive: Any, negative: Any) -> dict[str, Any]:
+    if isinstance(positive, dict) or isinstance(negative, dict):
+        raise InvalidArguments(f"search: '{not_key}' cannot be mixed with an OR/AND/NOT query in '{key}'")
+    query: dict[str, Any] = {}
+    if positive is not None:
+        query["OR"] = positive if isinstance(positive, list) else [positive]
+    query["NOT"] = negative if isinstance(negative, list) else [negative]
+    return query
+
+
+def search(misp: MispConnection, payload: dict[str, Any]) -> Any:
+    """restSearch on the events (default), attributes or objects controller; answers ``{"response": ...}``."""
+    args = check("search", payload, SEARCH)
+    controller = args.pop("controller", "events")
+    return_format = args.pop("return_format", "json")
+    if controller not in CONTROLLERS:
+        raise InvalidArguments(f"search: 'controller' must be one of {', '.join(CONTROLLERS)}")
+    if return_format not in RETURN_FORMATS:
+        raise InvalidArguments(f"search: 'returnFormat' must be one of {', '.join(RETURN_FORMATS)}")
+    for key, not_key in (("value", "not_values"), ("tags", "not_tags")):
+        negative = args.pop(not_key, None)
+        if negative is not None:
+            args[key] = _with_not(key, not_key, args.get(key), negative)
+    passed = {key: args.pop(key) for key in _PASSED_AS_IS if key in args}
+    if rawpath.supported(misp):  # MISP's answer forwarded undecoded where the payload allows (see rawpath)
+        body = rawpath.search_body(controller, return_format, args, passed)
+        if body is not None:
+            return rawpath.search(misp, controller, body)
+    result = call_misp(misp, "search", lambda p: p.search(
+        controller=controller, return_format=return_format, pythonify=False, **args, **passed))
+    return {"response": to_json(result)}
+
+
+#: The legacy table: name -> handler, in the order the docs list them.
+LEGACY: dict[str, Callable[[MispConnection, dict[str, Any]], Any]] = {
+    "new_event": new_event,
+    "add_internal_comment": add_internal_comment,
+    "add_named_attribute": add_named_attribute,
+    "tag": tag,
+    "untag": untag,
+    "sighting": sighting,
+    "search": search,
+    "get_event": get_event,
+    "update_event": update_event,
+    "delete_event": delete_event,
+    "publish": publish,
+}
