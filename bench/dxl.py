@@ -24,7 +24,7 @@ from dxlclient.client import DxlClient
 from dxlclient.client_config import DxlClientConfig
 from dxlclient.message import Message, Request, Response
 
-from dxlmispservice.events.publisher import set_tcp_nodelay
+from dxlmispservice.compat.dxlclient import set_tcp_nodelay
 
 from .stats import Latency, Samples, Throughput
 

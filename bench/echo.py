@@ -22,7 +22,7 @@ from dxlclient.client_config import DxlClientConfig
 from dxlclient.message import Request, Response
 from dxlclient.service import ServiceRegistrationInfo
 
-from dxlmispservice.events.publisher import set_tcp_nodelay
+from dxlmispservice.compat.dxlclient import set_tcp_nodelay
 
 READY = "echo ready"
 SERVICE_TYPE = "/bench/service/echo"

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from dxlmispservice.app import MispService
+from dxlmispservice.compat import dxlbootstrap
 from dxlmispservice.errors import ConfigError
 
 logger = logging.getLogger("dxlmispservice")
@@ -81,7 +82,7 @@ def serve(app: MispService, stopper: Stopper) -> int:
         logger.info("%s while starting: stopping", exc)
         return EXIT_OK
     except ConfigError as exc:
-        logger.error("Configuration error in %s: %s", app._app_config_path, exc.message)
+        logger.error("Configuration error in %s: %s", dxlbootstrap.app_config_path(app), exc.message)
         return EXIT_CONFIG
     except configparser.Error as exc:
         logger.error("Configuration file error: %s", " ".join(str(exc).split()))

@@ -30,7 +30,9 @@ with warnings.catch_warnings():  # dxlbootstrap imports pkg_resources, which war
 from dxlclient.service import ServiceRegistrationInfo
 
 from dxlmispservice.api import topics
-from dxlmispservice.events.publisher import Publisher, dxl_publisher, set_tcp_nodelay
+from dxlmispservice.compat import dxlbootstrap
+from dxlmispservice.compat.dxlclient import set_tcp_nodelay
+from dxlmispservice.events.publisher import Publisher, dxl_publisher
 from dxlmispservice.api.handler import DxlRequestCallback, Handler, RequestHandler
 from dxlmispservice.misp import MispConnection
 from dxlmispservice.settings import Settings
@@ -103,12 +105,11 @@ class MispService(Application):
 
     def on_load_configuration(self, config: Any) -> None:
         """Parse and check the settings, build the topic table, the MISP client and the forwarders."""
-        settings = Settings.from_parser(config, self._environ, base_dir=self._config_dir)
+        settings = Settings.from_parser(config, self._environ, base_dir=dxlbootstrap.config_dir(self))
         # dxlbootstrap read the pool sizes itself, ignoring bad values; use the checked ones.
-        self._incoming_thread_count = settings.incoming_pool.thread_count
-        self._incoming_queue_size = settings.incoming_pool.queue_size
-        self._callbacks_thread_count = settings.callback_pool.thread_count
-        self._callbacks_queue_size = settings.callback_pool.queue_size
+        dxlbootstrap.set_pool_sizes(
+            self, incoming=(settings.incoming_pool.thread_count, settings.incoming_pool.queue_size),
+            callbacks=(settings.callback_pool.thread_count, settings.callback_pool.queue_size))
         self.table = self._table_builder(settings.api_names)
         self.misp = self._misp_client_factory(settings)
         self.forwarders = list(self._forwarders_factory(settings, self.misp, self._publisher))
@@ -122,12 +123,12 @@ class MispService(Application):
         if not self.table:
             logger.warning("apiNames is empty: no service is registered")
             return
-        service = ServiceRegistrationInfo(self._dxl_client, topics.service_type(settings.service_unique_id))
+        service = ServiceRegistrationInfo(dxlbootstrap.dxl_client(self), topics.service_type(settings.service_unique_id))
         handler = RequestHandler(self.table, self.misp, max_response_size=settings.max_response_size,
                                  secret=settings.api_key)
         for api_name in self.table:
             topic = topics.request_topic(api_name, settings.service_unique_id)
-            self.add_request_callback(service, topic, DxlRequestCallback(self._dxl_client, handler, api_name),
+            self.add_request_callback(service, topic, DxlRequestCallback(dxlbootstrap.dxl_client(self), handler, api_name),
                                       False)
         self.register_service(service)
         self.service = service
@@ -136,7 +137,7 @@ class MispService(Application):
 
     def on_register_event_handlers(self) -> None:
         """The first hook after ``connect()``: Nagle off on the broker socket, before the registration."""
-        if set_tcp_nodelay(self._dxl_client):
+        if set_tcp_nodelay(dxlbootstrap.dxl_client(self)):
             logger.info("TCP_NODELAY set on the broker connection")
         else:
             logger.warning("TCP_NODELAY could not be set on the broker connection yet; it is set on reconnect")
@@ -144,7 +145,7 @@ class MispService(Application):
     def on_dxl_connect(self) -> None:
         """Start the forwarders, with a publisher on the connected DXL client."""
         settings = self._loaded()
-        self._publisher.target = dxl_publisher(self._dxl_client, size_warning=settings.max_response_size)
+        self._publisher.target = dxl_publisher(dxlbootstrap.dxl_client(self), size_warning=settings.max_response_size)
         for forwarder in self.forwarders:
             forwarder.start()
             self._started.append(forwarder)

@@ -37,10 +37,10 @@ import requests
 from pymisp import PyMISP
 from pymisp.exceptions import MISPServerError, PyMISPError, PyMISPUnexpectedResponse
 from requests.adapters import HTTPAdapter
-from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 
 from dxlmispservice import __version__
+from dxlmispservice.compat.pymisp import SessionHook, clear_cookies, session_of
 from dxlmispservice.errors import MispRefused, MispUnavailable, redact
 from dxlmispservice.settings import Settings
 
@@ -68,12 +68,12 @@ class BuildRefused(Exception):
         self.body = body
 
 
-class TunedPyMISP(PyMISP):
+class TunedPyMISP(SessionHook, PyMISP):
     """PyMISP whose requests session is tuned the moment PyMISP creates it, before any request.
 
-    PyMISP keeps its session in the private attribute ``_PyMISP__session`` and sends requests from its
-    constructor. A property of that name on this subclass sees the assignment, so ``session_setup`` runs
-    first. ``tests/test_misp.py`` checks that this still holds for the pinned PyMISP.
+    PyMISP sends requests from its constructor; :class:`~dxlmispservice.compat.pymisp.SessionHook` sees it
+    store its session, so ``session_setup`` runs first. ``tests/test_misp.py`` checks that this still holds
+    for the pinned PyMISP.
     """
 
     def __init__(self, url: str, key: str, *, session_setup: Callable[[requests.Session], None],
@@ -101,15 +101,6 @@ class TunedPyMISP(PyMISP):
         if refusal is not None and self._building:
             self.build_refusal = refusal
         return result
-
-    @property
-    def _PyMISP__session(self) -> requests.Session:  # noqa: N802 - the name PyMISP stores its session under
-        return self.__dict__["_tuned_session"]
-
-    @_PyMISP__session.setter
-    def _PyMISP__session(self, session: requests.Session) -> None:  # noqa: N802
-        self._session_setup(session)
-        self.__dict__["_tuned_session"] = session
 
     @property
     def session(self) -> requests.Session:
@@ -160,7 +151,7 @@ class RawSender:
 
     def __init__(self, pymisp: PyMISP) -> None:
         self.pymisp = pymisp
-        self.session: requests.Session = getattr(pymisp, "_PyMISP__session")
+        self.session: requests.Session = session_of(pymisp)
         self.headers = CaseInsensitiveDict(self.session.headers)
         self.headers.update(_JSON_HEADERS)
         self.settings = self._settings(pymisp.root_url)
@@ -181,7 +172,7 @@ class RawSender:
             prepared.method = method
             prepared.url = url
             prepared.headers = self.headers.copy()
-            prepared._cookies = RequestsCookieJar()  # noqa: SLF001 - what prepare_request leaves there
+            clear_cookies(prepared)
             prepared.body = body
             if body is not None:
                 prepared.headers["Content-Length"] = str(len(body))

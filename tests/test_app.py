@@ -18,7 +18,8 @@ from pahoproxy.client import Client as PahoClient
 
 from dxlmispservice import __main__ as service_main
 from dxlmispservice.app import MispService
-from dxlmispservice.events.publisher import dxl_publisher, enable_tcp_nodelay, set_tcp_nodelay, tcp_nodelay_enabled
+from dxlmispservice.compat.dxlclient import enable_tcp_nodelay, set_tcp_nodelay, tcp_nodelay_enabled
+from dxlmispservice.events.publisher import dxl_publisher
 from dxlmispservice.errors import ConfigError, MispUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -37,7 +37,7 @@ from dxlclient.exceptions import WaitTimeoutException
 from dxlclient.message import Event, Message, Request
 from pymisp import PyMISP
 
-from dxlmispservice.events.publisher import set_tcp_nodelay
+from dxlmispservice.compat.dxlclient import set_tcp_nodelay
 
 from dxlmisp_devstack.procs import stop_process
 from dxlmisp_devstack.stack import API_KEY_ENV, Stack
@@ -160,8 +160,8 @@ class Requester:
     def request(self, topic: str, payload: Any = None, timeout: float = 30.0) -> Reply:
         """Send a request and wait for its answer; ``payload`` is JSON-encoded unless str or bytes.
 
-        Raises TimeoutError when no answer comes in ``timeout`` seconds (on this fabric, also when no
-        service listens on ``topic``).
+        Raises TimeoutError when no answer comes in ``timeout`` seconds. A topic that no registered service
+        serves is answered by the broker (here its registry stand-in) with the error 0x80000001.
         """
         request = Request(topic)
         request.payload = _encode({} if payload is None else payload)

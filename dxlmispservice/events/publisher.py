@@ -1,9 +1,7 @@
-"""Small helpers on dxlclient: TCP_NODELAY on the broker connection, and a JSON event publisher.
+"""The confirmed publisher: JSON DXL events that are known to have reached the broker socket.
 
-**TCP_NODELAY.** dxlclient's MQTT client (its vendored paho, ``pahoproxy``) leaves Nagle's algorithm on.
-A message of 32 KB or more then meets the broker's delayed ACK and stalls 40-130 ms. The service turns
-Nagle off on its broker socket, and keeps it off across reconnects: paho calls ``on_socket_open`` with each
-new socket (before the MQTT CONNECT goes out), so the option is set there too.
+The private parts of dxlclient and its paho used here are reached through
+:mod:`dxlmispservice.compat.dxlclient`.
 
 **Publishing, and knowing it went out.** ``DxlClient.send_event`` returns once its paho client has *queued*
 the MQTT PUBLISH in process (``_packet_queue``); paho's network thread writes it to the socket a little
@@ -35,7 +33,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 import time
 from collections import OrderedDict
@@ -45,6 +42,7 @@ from typing import Any
 from dxlclient.message import Event
 from pahoproxy.client import error_string
 
+from dxlmispservice.compat import dxlclient as compat
 from dxlmispservice.errors import InternalError
 
 logger = logging.getLogger(__name__)
@@ -52,7 +50,6 @@ logger = logging.getLogger(__name__)
 #: Publishing a DXL event: topic and JSON-able payload.
 Publisher = Callable[[str, dict], None]
 
-_HOOK_MARK = "_dxlmispservice_nodelay"
 _PUBLISH_MARK = "_dxlmispservice_publish_info"
 
 #: How long a publish waits for its message to reach the broker socket, by default.
@@ -137,46 +134,6 @@ class _WrittenHooks:
             return not hook.ran
 
 
-def enable_tcp_nodelay(sock: Any) -> bool:
-    """Set TCP_NODELAY on ``sock`` (a socket, an SSL socket, or paho's WebSocket wrapper of one);
-    False when it is not a TCP socket."""
-    raw = getattr(sock, "_socket", sock)  # paho's WebsocketWrapper keeps the TCP socket in ``_socket``
-    try:
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):
-        return False
-    return True
-
-
-def tcp_nodelay_enabled(sock: Any) -> bool:
-    """Whether TCP_NODELAY is on for ``sock``."""
-    raw = getattr(sock, "_socket", sock)
-    return bool(raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
-
-
-def set_tcp_nodelay(dxl_client: Any) -> bool:
-    """Turn Nagle off on ``dxl_client``'s broker socket now and on every reconnect.
-
-    Returns whether the current socket got the option (False when not connected yet: the hook still
-    sets it on the next connect)."""
-    mqtt = getattr(dxl_client, "_client", None)  # dxlclient's paho client; private, pinned dxlclient
-    if mqtt is None:
-        logger.warning("TCP_NODELAY: this dxlclient has no MQTT client to set it on")
-        return False
-    previous = mqtt.on_socket_open
-    if not getattr(previous, _HOOK_MARK, False):
-        def on_socket_open(client: Any, userdata: Any, sock: Any) -> None:
-            if not enable_tcp_nodelay(sock):
-                logger.debug("TCP_NODELAY: the new broker socket is not a TCP socket")
-            if previous is not None:
-                previous(client, userdata, sock)
-
-        setattr(on_socket_open, _HOOK_MARK, True)
-        mqtt.on_socket_open = on_socket_open
-    sock = mqtt.socket()
-    return sock is not None and enable_tcp_nodelay(sock)
-
-
 def dxl_publisher(dxl_client: Any, *, size_warning: int | None = None,
                   write_timeout: float = WRITE_TIMEOUT) -> Publisher:
     """A :data:`Publisher` sending compact JSON DXL events through ``dxl_client``; each call returns once
@@ -196,7 +153,7 @@ def dxl_publisher(dxl_client: Any, *, size_warning: int | None = None,
         event.payload = body
         message_id = getattr(payload, "message_id", None)
         if message_id:
-            event._message_id = message_id  # no public setter in dxlclient 5.7.0.1
+            compat.set_message_id(event, message_id)
         on_written = getattr(payload, "on_written", None)
         hook = _Hook(on_written) if on_written is not None else None
         captured.info, captured.hook = None, hook
@@ -226,7 +183,7 @@ def _instrument(dxl_client: Any) -> tuple[threading.local, _WrittenHooks]:
     """Wrap the paho client's ``publish`` and set its ``on_publish`` (once per paho client): each thread finds
     the ``MQTTMessageInfo`` of its last publish in the thread-local's ``info``, and written messages run
     their on_written hooks."""
-    mqtt = getattr(dxl_client, "_client", None)  # dxlclient's paho client; private, pinned dxlclient
+    mqtt = compat.paho(dxl_client)
     marks = getattr(mqtt, _PUBLISH_MARK, None)
     if marks is not None:
         return marks
@@ -237,19 +194,20 @@ def _instrument(dxl_client: Any) -> tuple[threading.local, _WrittenHooks]:
     original = mqtt.publish
     previous = mqtt.on_publish
 
-    queue = getattr(mqtt, "_packet_queue", None)
-
     def publish(*args: Any, **kwargs: Any) -> Any:
         info = original(*args, **kwargs)
         captured.info = info
         return info
 
-    def packet_queue(command: int, packet: Any, mid: int, qos: int, info: Any = None) -> Any:
-        hook = getattr(captured, "hook", None)
-        if hook is not None and command & 0xF0 == _MQTT_PUBLISH:
-            captured.hook = None
-            hooks.register(mid, hook)  # before the packet is on the out-queue: the network thread finds it
-        return queue(command, packet, mid, qos, info)  # type: ignore[misc]
+    def wrap_queue(queue: Callable[..., Any]) -> Callable[..., Any]:
+        def packet_queue(command: int, packet: Any, mid: int, qos: int, info: Any = None) -> Any:
+            hook = getattr(captured, "hook", None)
+            if hook is not None and command & 0xF0 == _MQTT_PUBLISH:
+                captured.hook = None
+                hooks.register(mid, hook)  # before the packet is on the out-queue: the network thread finds it
+            return queue(command, packet, mid, qos, info)
+
+        return packet_queue
 
     def on_publish(client: Any, userdata: Any, mid: int) -> None:  # paho's network thread
         hooks.on_publish(mid)
@@ -257,8 +215,7 @@ def _instrument(dxl_client: Any) -> tuple[threading.local, _WrittenHooks]:
             previous(client, userdata, mid)
 
     mqtt.publish = publish
-    if callable(queue):
-        mqtt._packet_queue = packet_queue
+    compat.wrap_packet_queue(mqtt, wrap_queue)
     mqtt.on_publish = on_publish
     setattr(mqtt, _PUBLISH_MARK, (captured, hooks))
     return captured, hooks
@@ -272,11 +229,11 @@ def _check_queued(info: Any, topic: str) -> None:
 
 def _wait_written(dxl_client: Any, info: Any, topic: str, timeout: float) -> None:
     """Wait until paho has written the message of ``info`` into the socket; PublishError otherwise."""
-    loop_thread = getattr(getattr(dxl_client, "_client", None), "_thread", None)
+    loop_thread = compat.network_thread(dxl_client)
     if loop_thread is not None and threading.current_thread() is loop_thread:
         return  # paho's own thread writes after this call returns: waiting here would wait for itself
-    condition = getattr(info, "_condition", None)
-    if isinstance(condition, threading.Condition):
+    condition = compat.published_condition(info)
+    if condition is not None:
         with condition:  # paho notifies it in _set_as_published; is_published takes the same (re-entrant) lock
             written = condition.wait_for(info.is_published, timeout)
     else:

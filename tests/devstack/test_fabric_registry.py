@@ -189,6 +189,30 @@ def test_sync_request_gets_the_services_response(service: ServiceRegistrationInf
     assert bytes(response.payload) == b"echo:hello"
 
 
+def test_unserved_topic_gets_the_brokers_0x80000001(service: ServiceRegistrationInfo, requester: DxlClient) -> None:
+    """A request on a topic no registered service serves gets the real broker's 0x80000001 error."""
+    response = _request(requester, "/devstack/test/nobody-serves-this", {})
+    assert isinstance(response, ErrorResponse)
+    assert (response.error_code, response.error_message) == (0x80000001, "unable to locate service for request")
+
+
+def test_subscribed_but_unregistered_topic_is_refused_too(
+        service: ServiceRegistrationInfo, requester: DxlClient, connect_client: Callable[[str], DxlClient]) -> None:
+    """A topic a client listens on without registering it is unserved for the broker: the stand-in refuses it."""
+    listener = connect_client("listener")
+    listener.add_request_callback("/devstack/test/unregistered", _Echo(listener))
+    listener.subscribe("/devstack/test/unregistered")
+    answers = [_request(requester, "/devstack/test/unregistered", b"x") for _ in range(5)]
+    assert any(isinstance(a, ErrorResponse) and a.error_code == 0x80000001 for a in answers)
+
+
+def test_served_topic_never_gets_the_not_found_error(service: ServiceRegistrationInfo, requester: DxlClient) -> None:
+    """On a registered service's topic only the service answers: 20 requests, 20 echoes, no 0x80000001."""
+    answers = [_request(requester, ECHO_TOPIC, b"n%d" % i) for i in range(20)]
+    assert [bytes(a.payload) for a in answers] == [b"echo:n%d" % i for i in range(20)]
+    assert not any(isinstance(a, ErrorResponse) for a in answers)
+
+
 def test_query_lists_the_service_by_type(service: ServiceRegistrationInfo, requester: DxlClient) -> None:
     """The svcregistry query topic lists the registered service under its guid, filtered by serviceType."""
     assert service.service_id in _query(requester, serviceType=SERVICE_TYPE)

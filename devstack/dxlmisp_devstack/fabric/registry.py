@@ -13,7 +13,10 @@ answers, from an in-memory registry:
   filtered by ``serviceGuid`` if given, else by ``serviceType`` if given, else all; registrations past
   their TTL (plus the broker's 10-minute grace period) are dropped;
 - ``/mcafee/service/dxl/brokerregistry/query``: ``{"brokers": {id: {...}}}`` for the brokers listed in CONFIG,
-  filtered by ``brokerGuid``.
+  filtered by ``brokerGuid``;
+- any other request topic (it subscribes to ``#``) that no registered service lists among its
+  ``requestChannels``: an ErrorResponse ``0x80000001`` "unable to locate service for request", as the real
+  broker answers.
 
 It prints ``registry ready`` on stdout once its callbacks are subscribed, and exits with status 0 on
 SIGTERM or SIGINT.
@@ -22,8 +25,6 @@ What the real OpenDXL broker does and this fabric does NOT (tests must not prete
 
 - it routes each request to ONE registered service instance (round robin, or the instance named by
   the request's service id); mosquitto hands a request to every subscriber of its topic;
-- it answers ``0x80000001`` "unable to locate service for request" when no service is registered for a
-  request topic; here such a request simply gets no answer, and the requester times out;
 - it authorizes publishing and subscribing per topic by client certificate (``unauthorizedChannels`` is
   always empty here); mosquitto only checks that the certificate is signed by the dev CA;
 - it supports tenants (source and destination tenant GUIDs, per-tenant limits); here they are ignored;
@@ -40,7 +41,6 @@ import logging
 import os
 import selectors
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -53,6 +53,7 @@ from dxlclient.callbacks import RequestCallback
 from dxlclient.client import DxlClient
 from dxlclient.client_config import DxlClientConfig
 from dxlclient.message import ErrorResponse, Event, Request, Response
+from dxlmispservice.compat.dxlclient import set_tcp_nodelay
 
 from dxlmisp_devstack.fabric.broker import stop_process
 
@@ -65,6 +66,9 @@ UNREGISTER_EVENT_TOPIC = "/mcafee/event/dxl/svcregistry/unregister"
 REPLY_TO_PREFIX = "/mcafee/client/"
 TTL_GRACE_MINUTES = 10  # the real broker's default grace period past a registration's TTL
 READY_LINE = "registry ready"
+#: The real broker's answer to a request on a topic that no registered service serves.
+SERVICE_NOT_FOUND = 0x80000001
+SERVICE_NOT_FOUND_MESSAGE = "unable to locate service for request"
 STANDIN_VERSION = "devstack-standin"
 
 logger = logging.getLogger(__name__)
@@ -154,6 +158,13 @@ class ServiceRegistry:
                 found = list(self._services.values())
             return {"services": {e["serviceGuid"]: self._query_entry(e, now) for e in found}}
 
+    def serves(self, topic: str) -> bool:
+        """Whether a live registration lists ``topic`` among its request channels."""
+        now = self._clock()
+        with self._lock:
+            self._expire(now)
+            return any(topic in entry["requestChannels"] for entry in self._services.values())
+
     def _expire(self, now: float) -> None:
         for guid, entry in list(self._services.items()):
             if now - entry["registrationTime"] > (entry["ttlMins"] + TTL_GRACE_MINUTES) * 60:
@@ -221,6 +232,19 @@ class _Handler(RequestCallback):
         self._client.send_response(response)
 
 
+class _Unserved(RequestCallback):
+    """The catch-all: answers a request that no registered service serves with the broker's 0x80000001."""
+
+    def __init__(self, stand_in: RegistryStandIn) -> None:
+        super().__init__()
+        self._stand_in = stand_in
+
+    def on_request(self, request: Request) -> None:
+        if self._stand_in.answers_unserved(request):
+            self._stand_in.client.send_response(
+                ErrorResponse(request, error_code=SERVICE_NOT_FOUND, error_message=SERVICE_NOT_FOUND_MESSAGE))
+
+
 class RegistryStandIn:
     """Wires a ServiceRegistry to a connected DxlClient: the four registry topics and the two events."""
 
@@ -239,10 +263,17 @@ class RegistryStandIn:
         }
 
     def subscribe(self) -> None:
-        """Add the request callbacks and subscribe (dxlclient waits for each SUBACK)."""
+        """Add the request callbacks and subscribe (dxlclient waits for each SUBACK), the catch-all last."""
         for topic, operation in self.topics().items():
             self.client.add_request_callback(topic, _Handler(self.client, operation))
             self.client.subscribe(topic)
+        self.client.add_request_callback("#", _Unserved(self))
+        self.client.subscribe("#")
+
+    def answers_unserved(self, request: Request) -> bool:
+        """Whether ``request`` is one the real broker would refuse: no registered service serves its topic."""
+        topic = request.destination_topic or ""
+        return topic not in self.topics() and not self.registry.serves(topic)
 
     def _register(self, request: Request, payload: dict[str, Any]) -> None:
         entry = self.registry.register(payload, client_id_of(request))
@@ -316,10 +347,6 @@ def _read_line(stream: IO[bytes], timeout: float) -> str:
     return buffer.decode(errors="replace")
 
 
-def _set_nodelay(mqtt_client: object, userdata: object, sock: socket.socket) -> None:
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 class _Stop(Exception):
     """Raised by the signal handler while the client is still connecting."""
 
@@ -348,8 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     brokers = broker_entries(config, int(time.time()))
     broker_guid = next(iter(brokers), "")
     client = DxlClient(config)
-    # dxlclient keeps Nagle on; its vendored paho client calls on_socket_open for every new socket.
-    client._client.on_socket_open = _set_nodelay
+    set_tcp_nodelay(client)  # dxlclient keeps Nagle on: off on this socket and every new one
     try:
         try:
             client.connect()
