@@ -542,7 +542,7 @@ def test_stop_ends_the_thread(state_file: str) -> None:
     """stop() ends the poll thread."""
     feed = make_feed(make_settings(state_file, interval=30.0), FakeMisp(), ListPublisher())
     feed.start()
-    thread = feed._thread
+    thread = feed._worker.thread
     feed.stop()
     assert thread is not None and not thread.is_alive()
 

@@ -450,6 +450,27 @@ def test_update_event_takes_the_id_from_the_event(client: FakeClient, misp: Fake
     assert len(misp.calls) == calls
 
 
+def test_event_object_is_referred_to_by_uuid_first_as_pymisp_does(client: FakeClient, misp: FakePyMISP) -> None:
+    """An event object with both an id and a uuid stands for its uuid (PyMISP's rule), in update and publish."""
+    made = new_event(client)["Event"]
+    legacy.update_event(client, {"event": {"Event": {"id": made["id"], "uuid": made["uuid"], "info": "again"}}})
+    assert misp.calls[-1][1]["event_id"] == made["uuid"]
+    legacy.publish(client, {"event": {"id": made["id"], "uuid": made["uuid"]}})
+    assert misp.calls[-1] == ("publish", {"event": made["uuid"], "alert": True})
+
+
+def test_reference_rule_is_one_for_legacy_and_pass_through() -> None:
+    """legacyargs.as_ref and the pass-through share entity_reference: uuid first, id first for shadow attributes."""
+    from dxlmispservice.api.legacyargs import as_ref
+    from dxlmispservice.api.references import entity_reference
+
+    uuid = "5f3c1a2b-1111-4222-8333-444455556666"
+    assert as_ref({"id": "7", "uuid": uuid}) == (True, uuid) == (True, entity_reference({"id": "7", "uuid": uuid}))
+    assert as_ref({"ShadowAttribute": {"id": "7", "uuid": uuid}}) == (True, "7")
+    assert as_ref({"id": "", "uuid": uuid}) == (True, uuid) and as_ref({"id": "7"}) == (True, "7")
+    assert as_ref({"uuid": "not-a-uuid", "id": "7"})[0] is False
+
+
 def test_delete_event_answers_misps_message(client: FakeClient, misp: FakePyMISP) -> None:
     """delete_event {event_id} deletes that event and answers MISP's message."""
     event_id = new_event(client)["Event"]["id"]

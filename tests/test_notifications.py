@@ -248,7 +248,7 @@ def test_stop_returns_with_no_publisher_ever_present() -> None:
     fwd = Forwarder(settings(port, ("misp_json",)), ListPublisher(), poll_timeout=0.05)
     fwd.start()
     fwd.stop()
-    assert fwd._thread is None and fwd._context is None
+    assert fwd._worker.thread is None and fwd._context is None
 
 
 def test_stop_returns_while_the_dxl_publish_is_stuck(
@@ -265,7 +265,7 @@ def test_stop_returns_while_the_dxl_publish_is_stuck(
     fwd = Forwarder(settings(misp_pub.port, ("misp_json_event",)), stuck, poll_timeout=0.05, stop_timeout=0.2)
     fwd.start()
     wait_until(lambda: (misp_pub.publish("misp_json_event", {}), entered.is_set())[1])
-    thread = fwd._thread
+    thread = fwd._worker.thread
     fwd.stop()
     assert "did not stop" in caplog.text
     release.set()

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dxlmispservice.api.references import ID_FIRST_WRAPPERS, entity_reference
+
 _UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.IGNORECASE)
 _DIGITS = re.compile(r"^[0-9]+$")
 _WRAPPERS = ("Event", "Attribute", "Object", "ShadowAttribute")
@@ -48,10 +50,11 @@ def unwrap(v: dict[str, Any]) -> dict[str, Any]:
 
 
 def as_ref(v: Any) -> tuple[bool, Any]:
-    """An event/attribute reference: a number, a UUID, or a JSON entity that has one (id first)."""
+    """An event/attribute reference: a number, a UUID, or a JSON entity that has one (PyMISP's rule, uuid
+    first: :func:`~dxlmispservice.api.references.entity_reference`)."""
     if isinstance(v, dict):
-        inner = unwrap(v)
-        v = inner.get("id") if inner.get("id") not in (None, "") else inner.get("uuid")
+        wrapper = next(iter(v)) if len(v) == 1 else None
+        v = entity_reference(unwrap(v), id_first=wrapper in ID_FIRST_WRAPPERS)
     if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
         return True, v
     if isinstance(v, str) and (_DIGITS.match(v) or _UUID.match(v)):

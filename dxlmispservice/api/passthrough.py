@@ -41,6 +41,7 @@ from pymisp import PyMISP
 from pymisp.abstract import AbstractMISP
 from pymisp.exceptions import MISPServerError, PyMISPEmptyResponse, PyMISPError, PyMISPUnexpectedResponse
 
+from dxlmispservice.api.references import entity_reference, is_id_first
 from dxlmispservice.errors import InternalError, InvalidArguments, MispServiceError
 
 if TYPE_CHECKING:
@@ -231,20 +232,6 @@ def _describe_param(parameter: inspect.Parameter) -> _Param:
                   reference=is_entity and bool(re.search(r"\b(int|str|UUID)\b", top)))
 
 
-#: PyMISP refers to these by id, the others by UUID first (see pymisp.api.get_uuid_or_id_from_abstract_misp).
-_ID_FIRST = (pymisp.MISPShadowAttribute, pymisp.MISPEventDelegation)
-
-
-def _reference(body: dict[str, Any], cls: type | None) -> Any:
-    """The uuid (or id) a JSON object stands for where an id is accepted, or None."""
-    keys = ("id", "uuid") if cls is not None and issubclass(cls, _ID_FIRST) else ("uuid", "id")
-    for key in keys:
-        value = body.get(key)
-        if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "":
-            return value
-    return None
-
-
 def _entity(api_name: str, key: str, value: dict[str, Any], spec: _Param) -> Any:
     """A JSON object -> the entity class its annotation (or its wrapper key) asks for; where the parameter
     also takes an id or UUID, an object that has one stands for it (PyMISP would use only that)."""
@@ -258,7 +245,7 @@ def _entity(api_name: str, key: str, value: dict[str, Any], spec: _Param) -> Any
         body = dict(value)
         cls = spec.classes[0] if len(spec.classes) == 1 and not spec.generic else None
     if spec.reference:
-        reference = _reference(body, cls)
+        reference = entity_reference(body, id_first=is_id_first(cls))
         if reference is not None:
             return reference
     if cls is None:

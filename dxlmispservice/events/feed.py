@@ -72,13 +72,13 @@ filters ask for ``published_only``.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid as uuidlib
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from dxlmispservice.events.worker import Worker
 from dxlmispservice.events.publisher import EventPayload, Publisher
 from dxlmispservice.names import feed_topic
 from dxlmispservice.errors import ConfigError, InternalError, InvalidArguments, MispServiceError
@@ -235,9 +235,9 @@ class Feed:
         self._topic = feed_topic(service_unique_id)
         self._filters = Filters.from_settings(settings)
         self._clock = clock
-        self._stop_timeout = stop_timeout
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("misp-event-feed", self._run, stop_timeout=stop_timeout,
+                              description="The event feed thread", log=logger)
+        self._stop = self._worker.stopping
         self._position: Position | None = None
 
     @property
@@ -254,23 +254,16 @@ class Feed:
 
     def start(self) -> None:
         """Load (or create) the state, then poll now and every ``interval`` seconds on a thread."""
-        if self._thread is not None:
+        if self._worker.thread is not None:
             raise RuntimeError("Feed.start() called twice")
         position = self.position
         logger.info("Event feed on %s from %s %d (state file %s)", self._topic, position.field,
                     position.timestamp, self._settings.state_file)
-        self._thread = threading.Thread(target=self._run, name="misp-event-feed", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
         """Stop after the event in hand (its state is saved); waits at most ``stop_timeout`` seconds."""
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout=self._stop_timeout)
-            if thread.is_alive():
-                logger.warning("The event feed thread did not stop within %.1f s; leaving it",
-                               self._stop_timeout)
+        self._worker.stop()
 
     def poll_once(self) -> int:
         """One poll: deliver every new event (module docstring: prepare, publish, commit); returns how many

@@ -31,6 +31,7 @@ from typing import Any
 
 import zmq
 
+from dxlmispservice.events.worker import Worker
 from dxlmispservice.events.publisher import Publisher, PublishError
 from dxlmispservice.names import notification_topic
 from dxlmispservice.errors import ConfigError
@@ -86,9 +87,10 @@ class Forwarder:
         self._silence_after = heartbeat_interval * silence_intervals
         self._poll_ms = max(1, int(poll_timeout * 1000))
         self._stop_timeout = stop_timeout
-        self._stop = threading.Event()
+        self._worker = Worker("misp-zmq-forwarder", self._run, stop_timeout=stop_timeout,
+                              description="The ZeroMQ forwarder thread", log=logger)
+        self._stop = self._worker.stopping
         self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
         self._context: zmq.Context | None = None
         self._last_frame = time.monotonic()
         self._silent = False
@@ -108,24 +110,17 @@ class Forwarder:
 
     def start(self) -> None:
         """Create the socket, connect, and start the receive thread (returns once subscribed)."""
-        if self._thread is not None:
+        if self._worker.thread is not None:
             raise RuntimeError("Forwarder.start() called twice")
         self._context = zmq.Context()
-        self._thread = threading.Thread(target=self._run, name="misp-zmq-forwarder", daemon=True)
-        self._thread.start()
+        self._worker.start()
         self._ready.wait(timeout=self._stop_timeout)
         logger.info("Forwarding MISP ZeroMQ topics %s from %s", sorted(self._topics), self._endpoint)
 
     def stop(self) -> None:
         """Stop the thread and close the socket; returns within about ``stop_timeout`` seconds."""
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout=self._stop_timeout)
-            if thread.is_alive():
-                logger.warning("The ZeroMQ forwarder thread did not stop within %.1f s; leaving it",
-                               self._stop_timeout)
-                return
+        if not self._worker.stop():
+            return
         if self._context is not None:
             self._context.term()
             self._context = None
