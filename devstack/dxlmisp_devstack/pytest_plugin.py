@@ -24,10 +24,13 @@ from dxlmisp_devstack.testing import EventWaiter, Requester, StackHandle, runnin
 @pytest.fixture(scope="session")
 def devstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
     """The dev stack (fabric, MISP, service) for the whole session."""
+    problem = ""
     try:
         find_mosquitto()
     except BrokerError as exc:
-        pytest.fail(f"dxlmisp-devstack: {exc} (apt-get install mosquitto)", pytrace=False)
+        problem = str(exc)
+    if problem:  # outside the except block: one line, no chained traceback
+        pytest.fail(f"dxlmisp-devstack: {problem}", pytrace=False)
     with running_stack(tmp_path_factory.mktemp("devstack"), service=True) as handle:
         yield handle
 

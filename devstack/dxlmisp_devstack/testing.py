@@ -174,6 +174,14 @@ class Requester:
             return Reply(False, _decode(raw), int(response.error_code), response.error_message or "", raw)
         return Reply(True, _decode(raw), 0, "", raw)
 
+    def wait_connected(self, timeout: float = 30.0) -> None:
+        """Wait until the client is connected (again, after a broker restart); TimeoutError otherwise."""
+        deadline = time.monotonic() + timeout
+        while not self.client.connected:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the DXL client did not reconnect within {timeout} s")
+            time.sleep(0.05)
+
     def event_waiter(self, topic: str) -> EventWaiter:
         """A new :class:`EventWaiter` on ``topic``, subscribed before this returns."""
         return EventWaiter(self.client, topic)

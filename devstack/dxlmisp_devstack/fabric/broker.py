@@ -26,6 +26,9 @@ from dxlmisp_devstack.fabric.pki import Pki
 from dxlmisp_devstack.procs import stop_process  # noqa: F401 - the one stop-by-PID, re-exported here
 
 DEFAULT_MOSQUITTO = "/usr/sbin/mosquitto"
+#: Names the mosquitto executable to use instead of the default.
+MOSQUITTO_ENV = "DXLMISP_DEVSTACK_MOSQUITTO"
+INSTALL_HINT = "install the Debian package 'mosquitto' (apt-get install mosquitto)"
 #: The real OpenDXL broker's default ``messageSizeLimit``: mosquitto disconnects a client that sends a larger
 #: packet, as that broker does (``message_size_limit`` would only drop the message).
 MAX_PACKET_SIZE = 1_048_576
@@ -40,12 +43,18 @@ class BrokerError(RuntimeError):
 
 
 def find_mosquitto() -> str:
-    """Return the mosquitto executable: /usr/sbin/mosquitto, else the one on PATH."""
+    """Return the mosquitto executable: ``$DXLMISP_DEVSTACK_MOSQUITTO`` when set, else /usr/sbin/mosquitto,
+    else the one on PATH; BrokerError saying how to install it when there is none."""
+    wanted = os.environ.get(MOSQUITTO_ENV)
+    if wanted:
+        if os.access(wanted, os.X_OK):
+            return wanted
+        raise BrokerError(f"mosquitto not found at {wanted} ({MOSQUITTO_ENV}): {INSTALL_HINT}")
     if os.access(DEFAULT_MOSQUITTO, os.X_OK):
         return DEFAULT_MOSQUITTO
     found = shutil.which("mosquitto")
     if found is None:
-        raise BrokerError("mosquitto not found: install the Debian package 'mosquitto' (make mosquitto)")
+        raise BrokerError(f"mosquitto not found: {INSTALL_HINT}")
     return found
 
 

@@ -11,7 +11,7 @@ from dxlmispservice.errors import ConfigError
 from dxlmispservice.settings import FeedSettings, PoolSettings, Settings, ZmqSettings
 
 KEY = "settingsKey0123456789abcdefghijklmnopqrs"
-PACKAGE_CONFIG = Path(__file__).resolve().parent.parent / "dxlmispservice" / "_config" / "app"
+PACKAGE_CONFIG = Path(__file__).resolve().parents[2] / "dxlmispservice" / "_config" / "app"
 
 
 def parse(text: str, environ: dict[str, str] | None = None, base_dir: str | None = None) -> Settings:
