@@ -54,4 +54,4 @@ bench: venv mosquitto
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) docs/_build bench/out .devstack *.egg-info
+	rm -rf $(VENV) docs/_build bench/out .devstack *.egg-info devstack/*.egg-info build devstack/build
