@@ -14,7 +14,7 @@ from typing import Any
 from dxlclient.client import DxlClient
 from dxlclient.message import Response
 
-from dxlmispservice.api.topics import request_topic
+from dxlmispservice.names import request_topic
 
 from . import dxl
 from .report import LEVELS

@@ -25,7 +25,7 @@ from typing import Any
 from dxlclient.client import DxlClient
 
 from dxlmispservice.errors import ResponseTooLarge
-from dxlmispservice.api.topics import request_topic
+from dxlmispservice.names import request_topic
 
 from . import direct, dxl
 from .bridge import decoded, get_event_answer_ok

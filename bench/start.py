@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from dxlmisp_devstack.testing import stop_process
-from dxlmispservice.api.topics import request_topic
+from dxlmispservice.names import request_topic
 
 from . import dxl
 from .bridge import get_event_answer_ok

@@ -46,6 +46,9 @@ from dxlmispservice.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+#: MISP's words for a refusal it answers with a 2xx status.
+_COULD_NOT = re.compile(r"\s*Could not\b", re.IGNORECASE)
+
 T = TypeVar("T")
 
 #: Connections kept beside the request threads (the feed poller, a notification look-up).
@@ -343,11 +346,21 @@ class MispConnection:
 
 
 def _refusal(result: object) -> tuple[int, Any] | None:
-    """``(status, body)`` when ``result`` is PyMISP's ``{"errors": (status, body)}``, else None."""
-    if isinstance(result, dict) and isinstance(result.get("errors"), tuple):
-        errors = result["errors"]
-        if len(errors) == 2 and isinstance(errors[0], int):
-            return errors[0], errors[1]
+    """``(status, body)`` when ``result`` is a refusal, else None.
+
+    A refusal is PyMISP's ``{"errors": (status, body)}`` (MISP's 4xx with a JSON body), or an answer with
+    a 2xx status that says MISP did not do it: ``"saved": false`` or ``"success": false``, an ``errors``
+    field with something in it (MISP saved part and names what failed), or a ``message`` or ``name`` that
+    starts with "Could not" (MISP's own sightings refusal comes as 200)."""
+    if not isinstance(result, dict):
+        return None
+    errors = result.get("errors")
+    if isinstance(errors, tuple) and len(errors) == 2 and isinstance(errors[0], int):
+        return errors[0], errors[1]
+    if result.get("saved") is False or result.get("success") is False or errors:
+        return 200, result
+    if any(isinstance(result.get(key), str) and _COULD_NOT.match(result[key]) for key in ("message", "name")):
+        return 200, result
     return None
 
 

@@ -226,7 +226,22 @@ def test_get_user_refusal_after_build_is_not_a_build_refusal(stub: MispStub) -> 
 
 
 def test_plain_results_pass_through() -> None:
-    """Results that are not PyMISP's error tuple, even with an 'errors' key, are returned as they are."""
+    """Results with no sign of a refusal (an empty 'errors' included) are returned as they are."""
     client = MispConnection(settings_for("https://misp.test"), factory=CountingFactory())
-    result = {"errors": ["not", "a", "tuple"], "saved": True}
-    assert client.call(lambda m: result) is result
+    for result in ({"errors": [], "saved": True}, {"message": "Event deleted."}, [{"Event": {}}], "text"):
+        assert client.call(lambda m: result) is result
+
+
+@pytest.mark.parametrize("result", [
+    {"errors": ["not", "a", "tuple"], "saved": True},
+    {"saved": False, "name": "Could not add Attribute", "message": "Could not add Attribute"},
+    {"success": False, "message": "nothing done"},
+    {"message": "Could not add the Sighting. Reason: No valid attributes found."},
+    {"name": "could not tag", "url": "/tags/attachTagToObject"},
+])
+def test_refusals_answered_with_2xx_are_refusals(result: dict) -> None:
+    """A 2xx answer that says MISP did not do it is MispRefused carrying MISP's JSON, never a success."""
+    client = MispConnection(settings_for("https://misp.test"), factory=CountingFactory())
+    with pytest.raises(MispRefused) as caught:
+        client.call(lambda m: result)
+    assert caught.value.payload == result and caught.value.status == 200

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from pymisp import MISPAttribute, MISPEvent, MISPSighting, PyMISP
 
 from dxlmispservice.api import rawpath
-from dxlmispservice.errors import InvalidArguments
+from dxlmispservice.errors import InvalidArguments, MispRefused, MispServiceError
 from dxlmispservice.api.legacyargs import KINDS, Arg, accepted_keys, as_bool, as_ref, spec_index, unwrap
 from dxlmispservice.api.passthrough import call_misp, to_json
 
@@ -177,10 +177,53 @@ def _add_attributes(api_name: str, misp: MispConnection, event: Any, type_value:
             raise _invalid(api_name, exc) from exc
         attributes.append(attribute)
     if proposal:  # MISP takes proposals one by one
-        return [to_json(call_misp(misp, api_name, lambda p, a=a: p.add_attribute_proposal(event, a, pythonify=False)))
-                for a in attributes]
+        return _add_proposals(api_name, misp, event, attributes)
     data: Any = attributes[0] if len(attributes) == 1 else attributes
-    return [to_json(call_misp(misp, api_name, lambda p: p.add_attribute(event, data, pythonify=False)))]
+    try:
+        return [to_json(call_misp(misp, api_name, lambda p: p.add_attribute(event, data, pythonify=False)))]
+    except MispRefused as exc:
+        raise _partly_stored(api_name, exc, len(attributes)) from exc
+
+
+def _partly_stored(api_name: str, exc: MispRefused, sent: int) -> MispRefused:
+    """MISP's refusal of a multi-attribute add; when MISP stored some (its answer lists them beside its
+    ``errors``), the message names them: they are kept."""
+    body = exc.payload if isinstance(exc.payload, dict) else {}
+    stored = body.get("Attribute")
+    stored = [stored] if isinstance(stored, dict) else stored if isinstance(stored, list) else []
+    if not stored:
+        return exc
+    kept = ", ".join(f"{a.get('value')!r} (attribute {a.get('id')})" for a in stored if isinstance(a, dict))
+    message = (f"{api_name}: MISP stored {len(stored)} of {sent} attributes and refused the rest: "
+               f"{exc.message.rstrip('.')}. Stored, and kept: {kept}.")
+    return MispRefused(message, status=exc.status, payload=exc.payload)
+
+
+def _add_proposals(api_name: str, misp: MispConnection, event: Any, attributes: list[MISPAttribute]) -> list[Any]:
+    """Send the (already checked) proposals one by one. MISP stores each as it comes, so a refusal or an
+    outage in the middle cannot be rolled back: the error then names the ones stored, the one that failed
+    and the ones not sent, and keeps MISP's own JSON as its payload."""
+    stored: list[Any] = []
+    for position, attribute in enumerate(attributes):
+        try:
+            stored.append(to_json(call_misp(misp, api_name, lambda p, a=attribute: p.add_attribute_proposal(
+                event, a, pythonify=False))))
+        except MispServiceError as exc:
+            if not stored:
+                raise
+            kept = ", ".join(f"{a.value!r} (proposal {_proposal_id(s)})" for a, s in zip(attributes, stored))
+            rest = ", ".join(repr(a.value) for a in attributes[position + 1:]) or "none"
+            message = (f"{api_name}: proposal {position + 1} of {len(attributes)} ({attribute.value!r}) failed: "
+                       f"{exc.message.rstrip('.')}. Stored before it, and kept: {kept}. Not sent: {rest}.")
+            if isinstance(exc, MispRefused):
+                raise MispRefused(message, status=exc.status, payload=exc.payload) from exc
+            raise type(exc)(message, payload=exc.payload) from exc
+    return stored
+
+
+def _proposal_id(answer: Any) -> str:
+    inner = answer.get("ShadowAttribute") if isinstance(answer, dict) else None
+    return str(inner.get("id")) if isinstance(inner, dict) else "?"
 
 
 def add_internal_comment(misp: MispConnection, payload: dict[str, Any]) -> Any:
@@ -204,12 +247,17 @@ TAG = {"uuid": Arg("uuid", required=True, aliases=("misp_entity",)), "tag": Arg(
 UNTAG = {"uuid": Arg("uuid", required=True, aliases=("misp_entity",)), "tag": Arg("tag", required=True)}
 
 
-def _message(result: Any, url: str) -> dict[str, Any]:
-    """MISP's ``{"name", "message", "url"}`` answer, built from the modern answer where fields are missing."""
+def _message(api_name: str, result: Any, url: str) -> dict[str, Any]:
+    """MISP's ``{"name", "message", "url"}`` answer; MISP's own words or nothing: an answer that says neither
+    what was done nor that it succeeded is MispRefused with MISP's JSON, never a made-up "OK"."""
     body = result if isinstance(result, dict) else {}
-    message = body.get("message") or body.get("success") or body.get("name") or "OK"
-    message = message if isinstance(message, str) else str(message)
-    return {"name": body.get("name") or message, "message": message, "url": body.get("url") or url}
+    said = [body.get(key) for key in ("message", "success", "name")]
+    message = next((value for value in said if isinstance(value, str) and value), None)
+    if message is None:
+        raise MispRefused(f"{api_name}: MISP did not confirm it (its answer has no message): "
+                          f"{str(result)[:200]}", status=200, payload=result)
+    name = body.get("name") if isinstance(body.get("name"), str) and body.get("name") else message
+    return {"name": name, "message": message, "url": body.get("url") or url}
 
 
 def tag(misp: MispConnection, payload: dict[str, Any]) -> Any:
@@ -217,7 +265,7 @@ def tag(misp: MispConnection, payload: dict[str, Any]) -> Any:
     args = check("tag", payload, TAG)
     uuid, name, local, relationship = args["uuid"], args["tag"], args.get("local", False), args.get("relationship_type")
     result = call_misp(misp, "tag", lambda p: p.tag(uuid, name, local=local, relationship_type=relationship))
-    return _message(to_json(result), "/tags/attachTagToObject")
+    return _message("tag", to_json(result), "/tags/attachTagToObject")
 
 
 def untag(misp: MispConnection, payload: dict[str, Any]) -> Any:
@@ -225,7 +273,7 @@ def untag(misp: MispConnection, payload: dict[str, Any]) -> Any:
     args = check("untag", payload, UNTAG)
     uuid, name = args["uuid"], args["tag"]
     result = call_misp(misp, "untag", lambda p: p.untag(uuid, name))
-    return _message(to_json(result), "/tags/removeTagFromObject")
+    return _message("untag", to_json(result), "/tags/removeTagFromObject")
 
 
 SIGHTING = {"uuid": Arg("uuid"), "id": Arg("int"), "value": Arg("scalar"), "source": Arg("text"),

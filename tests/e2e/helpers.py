@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from dxlmisp_devstack.testing import Requester
-from dxlmispservice.api.topics import request_topic
+from dxlmispservice.names import request_topic
 
 
 def call(requester: Requester, api_name: str, payload: dict[str, Any]) -> Any:

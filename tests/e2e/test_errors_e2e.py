@@ -23,7 +23,7 @@ from dxlmispservice.api import legacy
 from dxlmispservice.errors import ERROR_CODES
 from dxlmisp_devstack.testing import (API_KEY_ENV, Reply, Requester, ServiceProcess, StackHandle, dead_url,
                                     read_service_config)
-from dxlmispservice.api.topics import request_topic
+from dxlmispservice.names import request_topic
 from tests.e2e import helpers
 
 WRONG_KEY = secrets.token_hex(20)

@@ -17,7 +17,7 @@ from dxlclient.message import Message, Request, Response
 from pymisp import PyMISP
 
 from dxlmisp_devstack.testing import Requester, StackHandle, dead_url, stop_process
-from dxlmispservice.api.topics import SERVICE_TYPE, request_topic, service_type
+from dxlmispservice.names import SERVICE_TYPE, request_topic, service_type
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 MISP_READY = "misp ready "

@@ -113,10 +113,21 @@ CREATE TABLE IF NOT EXISTS sightings (
 );
 CREATE INDEX IF NOT EXISTS sightings_attribute ON sightings (attribute_id);
 CREATE INDEX IF NOT EXISTS sightings_event ON sightings (event_id);
+CREATE TABLE IF NOT EXISTS shadow_attributes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uuid TEXT NOT NULL,
+    event_id INTEGER NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    type TEXT NOT NULL,
+    category TEXT NOT NULL,
+    value TEXT NOT NULL,
+    to_ids INTEGER NOT NULL DEFAULT 0,
+    comment TEXT NOT NULL DEFAULT '',
+    timestamp INTEGER NOT NULL
+);
 """
 
 # Tables the dev-only reset empties, children first.
-DATA_TABLES = ("sightings", "attribute_tags", "event_tags", "attributes", "objects", "events", "tags")
+DATA_TABLES = ("shadow_attributes", "sightings", "attribute_tags", "event_tags", "attributes", "objects", "events", "tags")
 
 
 def connect(path: str = ":memory:") -> sqlite3.Connection:

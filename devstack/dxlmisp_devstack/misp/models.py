@@ -25,7 +25,7 @@ import sqlite3
 from typing import Any, Mapping
 
 from dxlmisp_devstack.misp import db, search, store
-from dxlmisp_devstack.misp.annotations import Annotations
+from dxlmisp_devstack.misp.proposals import Proposals
 from dxlmisp_devstack.misp.exceptions import EVENT_EXISTS, MethodNotAllowed, NotFound, SaveFailed
 from dxlmisp_devstack.misp.store import ValidationFailed
 from dxlmisp_devstack.misp.transactions import Notifier, locked
@@ -40,7 +40,7 @@ def _unwrap(data: Any, key: str) -> dict[str, Any]:
     return dict(data) if isinstance(data, Mapping) else {}
 
 
-class MispModels(Annotations):
+class MispModels(Proposals):
     """MISP's behaviour over one SQLite database (``":memory:"`` or a file that survives restarts).
 
     ``MispModels(db_path=":memory:", notifier=None)``; events, attributes and objects here, tags and sightings
@@ -49,7 +49,7 @@ class MispModels(Annotations):
 
     @locked
     def reset(self) -> None:
-        """Dev-only: empty events, attributes, objects, sightings and tags (ids keep counting up)."""
+        """Dev-only: empty events, attributes, objects, sightings, proposals and tags (ids keep counting up)."""
         with self._write() as conn:
             for table in db.DATA_TABLES:
                 conn.execute(f"DELETE FROM {table}")

@@ -251,6 +251,13 @@ class MispResponses:
         context = call.args[0] if call.args else None
         return Reply({"response": self.models.search_sightings(filters, context)})
 
+    # -- proposals -----------------------------------------------------------------------------------
+    def proposal_add(self, call: Call) -> Reply:
+        return Reply(self.models.add_proposal(call.args[0], call.body))
+
+    def proposal_index(self, call: Call) -> Reply:
+        return Reply(self.models.proposals())
+
     # -- objects -------------------------------------------------------------------------------------
     def object_add(self, call: Call) -> Reply:
         return Reply(self.models.add_object(call.args[0], call.body))

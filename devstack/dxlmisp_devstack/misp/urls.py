@@ -98,6 +98,9 @@ ROUTES: tuple[Route, ...] = (
     _r("POST", "sightings/add/{ref}", "sighting_add", True),
     _r("POST", "sightings/restSearch", "sighting_search"),
     _r("POST", "sightings/restSearch/{arg}", "sighting_search"),
+    # proposals (shadow attributes)
+    _r("POST", "shadowAttributes/add/{ref}", "proposal_add", True),
+    _r("GET", "shadowAttributes/index", "proposal_index"),
     # objects
     _r("POST", "objects/add/{ref}", "object_add", True),
     _r("POST", "objects/add/{ref}/{arg}", "object_add", True),
