@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 with warnings.catch_warnings():  # dxlbootstrap imports pkg_resources, which warns on every start
@@ -52,6 +52,8 @@ class Forwarder(Protocol):
 
 
 #: Builds the forwarders from the settings, the shared MISP client and a DXL event publisher.
+#: Builds the topic table: the api names and ``allow_admin`` in, name -> handler out.
+TableBuilder = Callable[..., Mapping[str, Handler]]
 ForwardersFactory = Callable[[Settings, MispConnection, Publisher], list[Forwarder]]
 
 
@@ -87,7 +89,7 @@ class MispService(Application):
 
     def __init__(self, config_dir: str, *,
                  misp_client_factory: Callable[[Settings], MispConnection] = MispConnection,
-                 table_builder: Callable[[Iterable[str]], Mapping[str, Handler]] = topics.build_table,
+                 table_builder: TableBuilder = topics.build_table,
                  forwarders_factory: ForwardersFactory = default_forwarders,
                  environ: Mapping[str, str] = os.environ) -> None:
         super().__init__(config_dir, CONFIG_FILE)
@@ -110,7 +112,10 @@ class MispService(Application):
         dxlbootstrap.set_pool_sizes(
             self, incoming=(settings.incoming_pool.thread_count, settings.incoming_pool.queue_size),
             callbacks=(settings.callback_pool.thread_count, settings.callback_pool.queue_size))
-        self.table = self._table_builder(settings.api_names)
+        self.table = self._table_builder(settings.api_names, allow_admin=settings.allow_admin_apis)
+        for name in topics.admin_names(self.table):
+            logger.warning("Serving the admin method %s (allowAdminApis=true): anyone who may send requests "
+                           "on its topic administers MISP with the service's API key", name)
         self.misp = self._misp_client_factory(settings)
         self.forwarders = list(self._forwarders_factory(settings, self.misp, self._publisher))
         self.settings = settings

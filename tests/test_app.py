@@ -4,6 +4,7 @@ from __future__ import annotations
 import filecmp
 import json
 import signal
+import logging
 import socket
 import subprocess
 import sys
@@ -95,7 +96,7 @@ class FakeMisp:
         self.settings = settings
 
 
-def local_table(names: Any) -> dict[str, Any]:
+def local_table(names: Any, **options: Any) -> dict[str, Any]:
     """A tiny topic table: every name echoes its payload with its own name."""
     return {name: (lambda misp, payload, name=name: {"api": name, **payload}) for name in names}
 
@@ -191,14 +192,15 @@ def test_pool_sizes_come_from_checked_settings(tmp_path: Path) -> None:
 
 
 def test_bad_api_name_stops_before_connecting(tmp_path: Path) -> None:
-    """An unknown api name raises ConfigError listing valid names, before any DXL client exists."""
+    """An unknown api name raises ConfigError naming it and pointing at the docs, before any DXL client exists."""
     from dxlmispservice.api import topics
 
     app = make_app(write_config(tmp_path, "apiNames=new_event,no_such_name"), table_builder=topics.build_table)
     try:
         with pytest.raises(ConfigError) as caught:
             app.run()
-        assert "no_such_name" in caught.value.message and "new_event" in caught.value.message
+        assert "'no_such_name' is not an API name" in caught.value.message
+        assert "docs/methods.rst" in caught.value.message
         assert FakeDxlClient.instances == []
     finally:
         app.destroy()
@@ -216,7 +218,7 @@ def test_empty_api_names_registers_nothing(tmp_path: Path) -> None:
 
 def test_starts_and_registers_with_misp_down(tmp_path: Path) -> None:
     """With the real MispConnection and MISP unreachable, the service registers and answers misp_unavailable."""
-    def table(names: Any) -> dict[str, Any]:
+    def table(names: Any, **options: Any) -> dict[str, Any]:
         return {name: (lambda misp, payload: misp.call(lambda m: m.get_user())) for name in names}
 
     from dxlmispservice.misp import MispConnection
@@ -383,3 +385,27 @@ def test_main_exits_2_on_config_error(tmp_path: Path) -> None:
                           text=True, timeout=60, env={"TEST_MISP_KEY": KEY, "PATH": "/usr/bin:/bin"})
     assert done.returncode == 2
     assert "[General] requestTimeout" in done.stdout + done.stderr
+
+
+def test_admin_method_is_refused_unless_allowed_and_then_warned(tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """get_sync_config stops the start by default; with allowAdminApis=true the start warns naming it."""
+    from dxlmispservice.api import topics
+
+    app = make_app(write_config(tmp_path / "off", "apiNames=add_event,get_sync_config"),
+                   table_builder=topics.build_table)
+    try:
+        with pytest.raises(ConfigError, match="allowAdminApis=true"):
+            app.run()
+    finally:
+        app.destroy()
+    caplog.set_level(logging.WARNING, logger="dxlmispservice.app")
+    app = make_app(write_config(tmp_path / "on", "apiNames=add_event,get_sync_config\nallowAdminApis=true"),
+                   table_builder=topics.build_table)
+    try:
+        app.run()
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any("admin method get_sync_config" in m for m in warned)
+        assert not any("add_event" in m for m in warned)
+    finally:
+        app.destroy()

@@ -167,3 +167,25 @@ def test_devstack_page_lists_every_devstack_json_key() -> None:
     """Every key devstack.json holds is described on docs/devstack.rst."""
     text = (DOCS / "devstack.rst").read_text(encoding="utf-8")
     assert sorted(k for k in _devstack_info_keys() if f"``{k}``" not in text) == []
+
+
+def test_methods_page_lists_every_api_name_by_access() -> None:
+    """docs/methods.rst's 'All API names' holds exactly the valid names, each under its access class."""
+    import re
+
+    from dxlmispservice.api import access, legacy, topics
+
+    text = (DOCS / "methods.rst").read_text(encoding="utf-8")
+    section = text.split("All API names\n-------------", 1)[1].split(".. _fetch-events:", 1)[0]
+    listed: dict[str, list[str]] = {}
+    for block in section.split("\n\n"):
+        found = re.match(r"\*\*(\w+)[\w ]*\*\*", block.strip())
+        if found:
+            listed[found.group(1)] = re.findall(r"``(\w+)``", block.split(":", 1)[1])
+    valid = topics.valid_api_names()
+    served = [n for n in valid if n not in legacy.LEGACY and n not in topics.EXTRA]
+    assert listed["Legacy"] == sorted(legacy.LEGACY)
+    assert listed["Read"] == [n for n in served if access.access_of(n) == "read"]
+    assert listed["Write"] == [n for n in served if access.access_of(n) == "write"]
+    assert [n for n in listed["Admin"] if n != "allowAdminApis"] == [n for n in served if access.is_admin(n)]
+    assert listed["Service"] == sorted(topics.EXTRA)

@@ -18,9 +18,10 @@ build time (:func:`build_handler`), never per request:
   (``{"Event": {...}}``); where several classes fit, the wrapper key picks one. Where the parameter also
   takes an id or UUID (``event: MISPEvent | int | str``), an object with a ``uuid`` or ``id`` stands for
   that identifier, which is all PyMISP would use of it.
-* **Identifiers.** A string given for an identifier parameter (annotated with an entity class or ``UUID``,
-  or named ``*_id``) ends up in MISP's URL path, so it must not contain ``/``, ``\\``, ``?``, ``#``, ``%``
-  or ``..``.
+* **Path parameters.** What PyMISP puts into MISP's URL path is found by calling it
+  (:mod:`~dxlmispservice.api.pathprobe`; a method the probe cannot classify is refused) and, for entity,
+  ``UUID`` and ``*_id`` parameters, by the annotation; each such value is checked before MISP is called
+  (:mod:`~dxlmispservice.api.pathargs`).
 * **JSON out.** Results come back as MISP's JSON (:func:`to_json`).
 """
 from __future__ import annotations
@@ -41,6 +42,8 @@ from pymisp import PyMISP
 from pymisp.abstract import AbstractMISP
 from pymisp.exceptions import MISPServerError, PyMISPEmptyResponse, PyMISPError, PyMISPUnexpectedResponse
 
+from dxlmispservice.api.pathargs import check_path_kwargs, check_path_value
+from dxlmispservice.api.pathprobe import PathParameters, Unclassified, path_parameters
 from dxlmispservice.api.references import entity_reference, is_id_first
 from dxlmispservice.errors import InternalError, InvalidArguments, MispServiceError
 
@@ -63,7 +66,6 @@ _FILE_TYPES = re.compile(r"\b(Path|PurePath|PathLike|IO|BinaryIO|TextIO|IOBase|B
 _FILE_NAMES = re.compile(r"^(path|.*_path|filepath|file_path|filename|file_name|file|fp|fd|.*_file|directory|dirname)$")
 _RAW_RETURNS = re.compile(r"\b(bytes|bytearray|memoryview|BytesIO|IO|BinaryIO|Response)\b")
 _ENTITY_NAMES = re.compile(r"\b(AbstractMISP|MISP[A-Za-z]+)\b")
-_UNSAFE_ID = re.compile(r"[/\\?#%]|\.\.")
 _WRAPPER_OVERRIDES = {"MISPOrganisationBlocklist": "OrgBlocklist"}
 _NOT_FROM_JSON = {"MISPObjectAttribute"}  # needs its object's template: only ever built inside a MISPObject
 
@@ -121,6 +123,11 @@ def refusal_reason(name: str, cls: type = PyMISP) -> str | None:
     returns = _text(signature.return_annotation)
     if _RAW_RETURNS.search(returns):
         return f"it returns raw bytes (returns {returns})"
+    if cls is PyMISP:
+        try:
+            path_parameters(name)
+        except Unclassified as exc:
+            return str(exc)
     return None
 
 
@@ -171,11 +178,6 @@ def _convert(value: Any) -> Any:
     if isinstance(value, Enum):
         return to_json(value.value)
     raise InternalError(f"PyMISP returned a {type(value).__name__}, which has no JSON form")
-
-
-def is_path_safe(identifier: str) -> bool:
-    """True when a string identifier cannot change the URL path it is put in."""
-    return not _UNSAFE_ID.search(identifier)
 
 
 def invalid_library_error(exc: Exception) -> bool:
@@ -265,16 +267,6 @@ def _names(classes: tuple[type, ...]) -> str:
     return " or ".join(c.__name__ for c in classes)
 
 
-def _check_identifier(api_name: str, key: str, value: Any) -> None:
-    candidates: list[Any] = [value]
-    if isinstance(value, AbstractMISP):
-        candidates = [value.get("id"), value.get("uuid")]
-    for candidate in candidates:
-        if isinstance(candidate, str) and not is_path_safe(candidate):
-            raise InvalidArguments(f"{api_name}: '{key}' must be a number, a UUID or a plain name "
-                                   f"(no '/', '\\', '?', '#', '%' or '..')")
-
-
 @dataclass(frozen=True)
 class PassthroughHandler:
     """The topic handler for one allow-listed PyMISP method: bind, convert, call, JSON out."""
@@ -283,6 +275,7 @@ class PassthroughHandler:
     signature: inspect.Signature        # without ``self``
     params: Mapping[str, _Param] = field(default_factory=dict)
     forced: Mapping[str, Any] = field(default_factory=dict)
+    path: PathParameters = PathParameters(frozenset())  # what the probe saw go into MISP's URL path
 
     def accepted(self) -> str:
         """The accepted payload keys, required ones marked."""
@@ -311,6 +304,8 @@ class PassthroughHandler:
         kwargs: dict[str, Any] = {}
         for key, value in bound.arguments.items():
             if self.signature.parameters[key].kind is inspect.Parameter.VAR_KEYWORD:
+                if self.path.kwargs:
+                    check_path_kwargs(self.name, value)
                 kwargs.update(value)
                 continue
             spec = self.params.get(key, _Param())
@@ -318,8 +313,8 @@ class PassthroughHandler:
                 value = _entity(self.name, key, value, spec)
             elif isinstance(value, list) and spec.takes_list and spec.classes:
                 value = [_entity(self.name, key, v, spec) if isinstance(v, dict) else v for v in value]
-            if spec.identifier:
-                _check_identifier(self.name, key, value)
+            if key in self.path.names or (spec.identifier and isinstance(value, (str, AbstractMISP))):
+                check_path_value(self.name, key, value)
             kwargs[key] = value
         kwargs.update(self.forced)
         return kwargs
@@ -342,4 +337,5 @@ def build_handler(name: str, cls: type = PyMISP) -> PassthroughHandler:
     signature = full.replace(parameters=parameters)
     params = {p.name: _describe_param(p) for p in parameters if p.kind is not p.VAR_KEYWORD}
     forced = {key: value for key, value in FORCED.items() if key in signature.parameters}
-    return PassthroughHandler(name=name, signature=signature, params=params, forced=forced)
+    path = path_parameters(name) if cls is PyMISP else PathParameters(frozenset())
+    return PassthroughHandler(name=name, signature=signature, params=params, forced=forced, path=path)

@@ -26,15 +26,20 @@ the valid names.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from pymisp import PyMISP
 
 from dxlmispservice.api import passthrough
 from dxlmispservice.errors import ConfigError
 from dxlmispservice.names import SERVICE_TYPE, request_topic, service_type  # noqa: F401 - re-exported
+from dxlmispservice.api.access import is_admin
 from dxlmispservice.api.handler import Handler
 from dxlmispservice.api.legacy import LEGACY
+
+#: Where an apiNames error sends the reader for the full list of valid names.
+NAMES_DOC = ("Every valid name, with whether it reads, writes or administers MISP, is listed in the docs: "
+             "Service methods, 'All API names' (docs/methods.rst)")
 
 #: Service topics registered by other modules: name -> handler (see :func:`register_topic`).
 EXTRA: dict[str, Handler] = {}
@@ -68,7 +73,8 @@ def _service_topics() -> dict[str, Handler]:
 
 
 def valid_api_names() -> list[str]:
-    """Every name ``apiNames`` may hold: legacy names, allow-listed PyMISP methods and service topics."""
+    """Every name ``apiNames`` may hold: legacy names, allow-listed PyMISP methods (admin ones included,
+    which need ``allowAdminApis``) and service topics."""
     return sorted(set(LEGACY) | set(passthrough.allowed_names()) | set(_service_topics()))
 
 
@@ -76,19 +82,22 @@ def _problem(name: str, valid: list[str]) -> str:
     """Why ``name`` cannot be served."""
     if not name:
         return "an empty name (check the commas)"
-    if not name.startswith("_") and hasattr(PyMISP, name):
-        reason = passthrough.refusal_reason(name)
-        return f"{name!r} is refused: {reason}"
     if name.startswith("_"):
         return f"{name!r} is refused: private and dunder names are never served"
+    if hasattr(PyMISP, name):
+        reason = passthrough.refusal_reason(name)
+        if reason is None and is_admin(name):
+            return f"{name!r} is an admin method: it is served only with [General] allowAdminApis=true"
+        return f"{name!r} is refused: {reason}"
     close = difflib.get_close_matches(name, valid, n=3)
     hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
     return f"{name!r} is not an API name{hint}"
 
 
-def build_table(api_names: Iterable[str]) -> dict[str, Handler]:
-    """The handler of each name in ``api_names``; raises ConfigError naming every unknown or refused name
-    and listing the valid ones."""
+def build_table(api_names: Iterable[str], *, allow_admin: bool = False) -> dict[str, Handler]:
+    """The handler of each name in ``api_names``; raises ConfigError naming every unknown or refused name,
+    with close matches, and pointing at the docs for the valid ones. Admin methods (:mod:`.access`) are
+    refused unless ``allow_admin``."""
     extras = _service_topics()
     table: dict[str, Handler] = {}
     problems: list[str] = []
@@ -97,14 +106,19 @@ def build_table(api_names: Iterable[str]) -> dict[str, Handler]:
             continue
         if name in LEGACY:
             table[name] = LEGACY[name]
-        elif name and not name.startswith("_") and hasattr(PyMISP, name) and passthrough.refusal_reason(name) is None:
+        elif name and not name.startswith("_") and hasattr(PyMISP, name) and passthrough.refusal_reason(name) is None \
+                and (allow_admin or not is_admin(name)):
             table[name] = passthrough.build_handler(name)
         elif name in extras:
             table[name] = extras[name]
         else:
             problems.append(name)
     if problems:
-        valid = valid_api_names()
-        details = "; ".join(_problem(name, valid) for name in problems)
-        raise ConfigError(f"apiNames: {details}. Valid names: {', '.join(valid)}")
+        details = "; ".join(_problem(name, valid_api_names()) for name in problems)
+        raise ConfigError(f"apiNames: {details}. {NAMES_DOC}")
     return table
+
+
+def admin_names(table: Mapping[str, Handler]) -> list[str]:
+    """The admin methods among a table's names, in table order."""
+    return [name for name in table if name not in LEGACY and name not in EXTRA and is_admin(name)]

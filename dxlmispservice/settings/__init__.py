@@ -44,6 +44,7 @@ class Settings:
     misp_url: str
     api_key: str = field(repr=False)
     api_names: tuple[str, ...] = ()
+    allow_admin_apis: bool = False
     service_unique_id: str = ""
     verify_certificate: bool = True
     verify_cert_bundle: str | None = None
@@ -83,6 +84,7 @@ class Settings:
             misp_url=misp_url,
             api_key=api_key,
             api_names=section.listing("apiNames"),
+            allow_admin_apis=section.boolean("allowAdminApis", False),
             service_unique_id=general.unique_id(section),
             verify_certificate=verify,
             verify_cert_bundle=section.path("verifyCertBundle"),

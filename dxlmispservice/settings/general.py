@@ -10,7 +10,7 @@ GENERAL = "General"
 #: The keys ``[General]`` accepts (the documented spelling; matching ignores case).
 GENERAL_KEYS = (
     "host", "apiPort", "apiKey", "verifyCertificate", "verifyCertBundle", "clientCertificate", "clientKey",
-    "apiNames", "serviceUniqueId", "requestTimeout", "maxResponseSize",
+    "apiNames", "allowAdminApis", "serviceUniqueId", "requestTimeout", "maxResponseSize",
     "zeroMqNotificationTopics", "zeroMqHost", "zeroMqPort", "zeroMqUsername", "zeroMqPassword",
 )
 _TOPIC_UNSAFE = re.compile(r"[\s/#+]")

@@ -217,7 +217,7 @@ def test_no_argument_method_accepts_an_empty_payload(client: FakeClient, misp: R
 def test_identifiers_cannot_change_the_url_path(client: FakeClient, misp: RecordingPyMISP, name: str,
                                                 payload: dict[str, Any]) -> None:
     """An identifier with '/', '?', '..' (bare or inside an entity) is refused before MISP is called."""
-    with pytest.raises(InvalidArguments, match="must be a number, a UUID or a plain name"):
+    with pytest.raises(InvalidArguments, match="goes into MISP's URL, so it must be (a number, a UUID or a plain name|a non-negative number or a UUID)"):
         passthrough.build_handler(name)(client, payload)
     assert misp.calls == []
 
@@ -291,12 +291,21 @@ def test_generic_entity_without_identifier_stays_a_dict(client: FakeClient, misp
 
 def test_several_candidate_classes_need_the_wrapper(client: FakeClient, misp: RecordingPyMISP) -> None:
     """Where an annotation names several classes, a bare object is refused and a wrapped one is built."""
-    handler = passthrough.build_handler("add_analyst_data")
+    handler = passthrough.build_handler("update_analyst_data")
     with pytest.raises(InvalidArguments, match=r'wrap it as .*\{"Note": \{\.\.\.\}\}'):
         handler(client, {"analyst_data": {"note": "n"}})
     handler(client, {"analyst_data": {"Note": {"note": "n", "object_type": "Event",
-                                                "object_uuid": "5acb875e-a7e4-4a73-b5f5-196cac110002"}}})
+                                                "object_uuid": "5acb875e-a7e4-4a73-b5f5-196cac110002"}},
+                     "analyst_data_id": 7})
     assert isinstance(misp.calls[-1][1]["analyst_data"], MISPNote)
+
+
+def test_a_method_the_probe_cannot_classify_is_refused() -> None:
+    """add_analyst_data puts entity fields the probe cannot see into MISP's URL: it is refused, saying why."""
+    reason = passthrough.refusal_reason("add_analyst_data") or ""
+    assert "the probe could not see where PyMISP.add_analyst_data puts its arguments" in reason
+    with pytest.raises(ValueError, match="probe could not see"):
+        passthrough.build_handler("add_analyst_data")
 
 
 def test_wrong_wrapper_is_refused(client: FakeClient, misp: RecordingPyMISP) -> None:
