@@ -102,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("config_dir", help="the directory holding dxlclient.config, dxlmispservice.config "
                                            "and logging.config (missing ones are created from the defaults)")
     args = parser.parse_args(argv)
+    if not os.path.isdir(args.config_dir):
+        print(f"python -m dxlmispservice: the configuration directory {args.config_dir!r} does not exist; "
+              "create it (with at least dxlclient.config) or name an existing one", file=sys.stderr)
+        return EXIT_CONFIG
     configure_logging(args.config_dir)
     stopper = Stopper()
     restore = stopper.install()

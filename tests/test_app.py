@@ -409,3 +409,11 @@ def test_admin_method_is_refused_unless_allowed_and_then_warned(tmp_path: Path,
         assert not any("add_event" in m for m in warned)
     finally:
         app.destroy()
+
+
+def test_a_config_dir_that_does_not_exist_is_refused_not_created(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """python -m dxlmispservice on a missing directory exits with the config status, says so, creates nothing."""
+    missing = tmp_path / "no-such-dir"
+    assert service_main.main([str(missing)]) == service_main.EXIT_CONFIG
+    assert "does not exist" in capsys.readouterr().err and not missing.exists()

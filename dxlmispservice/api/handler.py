@@ -144,10 +144,19 @@ def _maybe_loose(body: bytes) -> bool:
     return any(mark in body for mark in _LOOSE)
 
 
+def _no_constant(name: str) -> Any:
+    """json.loads' hook for NaN, Infinity and -Infinity, which are not JSON."""
+    raise InvalidPayload(f"the payload holds {name}, which is not a JSON number; send a finite number or a string")
+
+
 def decode_payload(payload: bytes | str | None) -> dict[str, Any]:
-    """The request payload as a dict: empty means ``{}``; it must otherwise be a JSON object."""
+    """The request payload as a dict: empty means ``{}``; it must otherwise be a JSON object. One trailing
+    NUL byte (dxlbootstrap's and the C client's habit) is taken as if it were not there; NaN and
+    Infinity anywhere are refused."""
     if payload is None:
         return {}
+    if isinstance(payload, (bytes, str)) and payload[-1:] in (b"\0", "\0"):
+        payload = payload[:-1]
     if isinstance(payload, bytes):
         try:
             text = payload.decode("utf-8")
@@ -159,7 +168,9 @@ def decode_payload(payload: bytes | str | None) -> dict[str, Any]:
     if not text.strip():
         return {}
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant)
+    except InvalidPayload:
+        raise
     except ValueError as exc:
         raise InvalidPayload(f"the payload is not valid JSON ({exc}); send a JSON object") from None
     except RecursionError:  # valid JSON, but nested deeper than Python's decoder goes

@@ -315,7 +315,8 @@ CONTROLLERS = ("events", "attributes", "objects")
 RETURN_FORMATS = ("json", "xml", "openioc", "suricata", "snort", "text", "rpz", "csv", "cache", "stix-xml",
                   "stix", "stix2", "yara", "yara-json", "attack", "attack-sightings", "context", "context-markdown")
 _SEARCH_KINDS = {"controller": "text", "return_format": "text", "value": "terms", "tags": "terms",
-                 "uuid": "uuid", "limit": "int", "page": "int"}
+                 "uuid": "uuid", "limit": "count", "page": "count",
+                 "eventid": "terms"}
 _SEARCH_ALIASES = {"value": ("values",), "return_format": ("returnFormat",)}
 _SEARCH_OLD_ONLY = {"not_values": Arg("terms"), "not_tags": Arg("terms"),
                     "includeWarninglistHits": Arg("json"), "includeProposals": Arg("json")}

@@ -31,6 +31,11 @@ def _as_int(v: Any) -> tuple[bool, Any]:
     return False, v
 
 
+def _as_count(v: Any) -> tuple[bool, Any]:
+    ok, number = _as_int(v)
+    return ok and number >= 0, number
+
+
 def as_bool(v: Any) -> tuple[bool, Any]:
     """true/false, 0/1, or their text."""
     if isinstance(v, bool):
@@ -101,6 +106,7 @@ def _as_sighting_type(v: Any) -> tuple[bool, Any]:
 KINDS: dict[str, tuple[Callable[[Any], tuple[bool, Any]], str]] = {
     "text": (_as_text, "a string"),
     "int": (_as_int, "an integer"),
+    "count": (_as_count, "a whole number, 0 or more"),
     "bool": (as_bool, "true or false"),
     "ref": (as_ref, "an id (number) or a UUID, or a JSON object that has one"),
     "uuid": (_as_uuid, "a UUID, or a JSON object that has one"),

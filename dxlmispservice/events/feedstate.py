@@ -221,6 +221,10 @@ def decode_cursor(cursor: Any) -> tuple[Position, dict[str, Any]]:
 
 # --- where the first run starts ------------------------------------------------------------------
 
+#: The latest epoch second a timestamp may name (9999-12-31T23:59:59Z).
+MAX_TIMESTAMP = 253_402_300_799
+
+
 def parse_since(value: Any, now: float) -> int:
     """A start timestamp from a duration back from ``now`` (``30m``, ``12h``, ``7d``, ``2w``), an ISO
     date or date-time (UTC when no zone is given), or epoch seconds. ValueError when it is none of those.
@@ -228,13 +232,15 @@ def parse_since(value: Any, now: float) -> int:
     if isinstance(value, bool):
         raise ValueError(f"not a time: {value!r}")
     if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError(f"negative timestamp: {value!r}")
+        if value != value or value < 0 or value > MAX_TIMESTAMP:
+            raise ValueError(f"timestamp {value!r} is out of range (0 to {MAX_TIMESTAMP})")
         return int(value)
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"not a time: {value!r}")
     text = value.strip()
     if text.isdigit():
+        if len(text) > len(str(MAX_TIMESTAMP)) or int(text) > MAX_TIMESTAMP:
+            raise ValueError(f"timestamp {text[:20]!r} is out of range (0 to {MAX_TIMESTAMP})")
         return int(text)
     match = _DURATION.match(text)
     if match:

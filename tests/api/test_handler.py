@@ -285,3 +285,18 @@ def test_callback_survives_send_failure(misp: FakeMisp, caplog: pytest.LogCaptur
     with caplog.at_level(logging.ERROR, logger="dxlmispservice.api.handler"):
         callback.on_request(request(b"{}"))
     assert "not connected" in caplog.text
+
+
+def test_one_trailing_nul_byte_is_ignored() -> None:
+    """A payload ending in one NUL byte decodes as if it were not there; two are still invalid."""
+    assert decode_payload(b'{"a": 1}\0') == {"a": 1}
+    assert decode_payload(b"\0") == {}
+    with pytest.raises(InvalidPayload):
+        decode_payload(b'{"a": 1}\0\0')
+
+
+@pytest.mark.parametrize("raw", [b'{"a": NaN}', b'{"a": [1, Infinity]}', b'{"a": {"b": -Infinity}}'])
+def test_nan_and_infinity_are_invalid_payload(raw: bytes) -> None:
+    """NaN, Infinity and -Infinity anywhere in a payload are invalid_payload naming the constant."""
+    with pytest.raises(InvalidPayload, match="not a JSON number"):
+        decode_payload(raw)

@@ -646,3 +646,13 @@ class TestOnRealPyMISP:
         answer = legacy.publish(real, {"event": event_id})
         assert isinstance(answer, dict) and "message" in answer
         assert legacy.get_event(real, {"event_id": event_id})["Event"]["published"] is True
+
+
+@pytest.mark.parametrize("payload, key", [({"eventid": {"a": 1}}, "eventid"), ({"limit": -5}, "limit"),
+                                          ({"page": "-1"}, "page"), ({"eventid": [[1]]}, "eventid")])
+def test_search_values_are_checked_by_type_and_range(client: FakeClient, misp: FakePyMISP,
+                                                     payload: dict[str, Any], key: str) -> None:
+    """An object where an id belongs, or a negative limit or page, is invalid_arguments naming the key."""
+    with pytest.raises(InvalidArguments, match=f"'{key}' must be"):
+        legacy.search(client, payload)
+    assert misp.calls == []

@@ -156,3 +156,10 @@ def test_parse_since_rejects_non_times(value: Any) -> None:
     """Anything that is not a duration, a date or epoch seconds is a ValueError."""
     with pytest.raises(ValueError):
         parse_since(value, NOW)
+
+
+@pytest.mark.parametrize("value", [1e300, "9" * 400, 253_402_300_800, float("inf")])
+def test_since_out_of_range_is_refused(value: object) -> None:
+    """A timestamp past year 9999 is a ValueError naming the range, not an overflow later on."""
+    with pytest.raises(ValueError, match="out of range"):
+        feedstate.parse_since(value, 1_700_000_000)
