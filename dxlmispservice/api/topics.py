@@ -114,7 +114,8 @@ def build_table(api_names: Iterable[str], *, allow_admin: bool = False) -> dict[
         else:
             problems.append(name)
     if problems:
-        details = "; ".join(_problem(name, valid_api_names()) for name in problems)
+        valid = valid_api_names()
+        details = "; ".join(_problem(name, valid) for name in problems)
         raise ConfigError(f"apiNames: {details}. {NAMES_DOC}")
     return table
 
