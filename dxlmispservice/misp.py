@@ -60,6 +60,22 @@ _STATUS_IN_MESSAGE = re.compile(r"^Error code (\d{3})\b")
 #: The headers PyMISP puts on every JSON request, over its session's own.
 _JSON_HEADERS = {"Accept": "application/json", "content-type": "application/json"}
 _BLANKS = b" \t\r\n"
+_SENT = threading.local()
+
+
+def requests_sent() -> int:
+    """How many requests this thread has sent to MISP so far: a failure with none sent since a call began is
+    PyMISP refusing its arguments, not MISP or its answer."""
+    return getattr(_SENT, "count", 0)
+
+
+class CountingAdapter(HTTPAdapter):
+    """requests' HTTP adapter, counting what it sends per thread (:func:`requests_sent`)."""
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        """Count, then send."""
+        _SENT.count = requests_sent() + 1
+        return super().send(request, *args, **kwargs)
 
 
 class BuildRefused(Exception):
@@ -121,7 +137,7 @@ def session_setup(settings: Settings) -> Callable[[requests.Session], None]:
     size = pool_size(settings)
 
     def setup(session: requests.Session) -> None:
-        adapter = HTTPAdapter(pool_maxsize=size)
+        adapter = CountingAdapter(pool_maxsize=size)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         session.trust_env = bool(settings.proxies)

@@ -365,6 +365,11 @@ class StackHandle:
         a reset removes them all)."""
         self._dev_route("POST", "delay", {"path": path, "seconds": seconds})
 
+    def answer_route(self, path: str, body: Any, status: int = 200) -> None:
+        """Make the dev MISP server answer every request for ``path`` with ``status`` and the JSON ``body``
+        instead of handling it (status 0 removes it; a reset removes them all)."""
+        self._dev_route("POST", "answer", {"path": path, "status": status, "body": body})
+
     def stop_misp(self) -> None:
         """Stop the dev MISP server by PID (its port and SQLite database are kept for :meth:`start_misp`)."""
         self._own_stack().stop_misp()

@@ -23,7 +23,7 @@ from pymisp import MISPAttribute, MISPEvent, MISPSighting, PyMISP
 
 from dxlmispservice.api import rawpath
 from dxlmispservice.errors import InvalidArguments, MispRefused, MispServiceError
-from dxlmispservice.api.legacyargs import KINDS, Arg, accepted_keys, as_bool, as_ref, spec_index, unwrap
+from dxlmispservice.api.legacyargs import KINDS, Arg, accepted_keys, as_bool, as_ref, convert, spec_index, unwrap
 from dxlmispservice.api.passthrough import call_misp, to_json
 
 if TYPE_CHECKING:
@@ -60,8 +60,7 @@ def check(api_name: str, payload: Mapping[str, Any], spec: Mapping[str, Arg]) ->
             elif arg.default is not None:
                 values[name] = arg.default
         else:
-            convert, expected = KINDS[arg.kind]
-            ok, value = convert(payload[used[0]])
+            ok, value, expected = convert(arg, payload[used[0]])
             if ok:
                 values[name] = value
             else:
@@ -77,9 +76,10 @@ def _invalid(api_name: str, exc: Exception) -> InvalidArguments:
 
 # --- events ------------------------------------------------------------------------------------------------
 NEW_EVENT = {
-    "info": Arg("text", required=True), "distribution": Arg("int"), "threat_level_id": Arg("int"),
-    "analysis": Arg("int"), "date": Arg("text"), "published": Arg("bool"), "orgc_id": Arg("int"),
-    "org_id": Arg("int"), "sharing_group_id": Arg("int"),
+    "info": Arg("text", required=True), "distribution": Arg("int", between=(0, 4)),
+    "threat_level_id": Arg("int", between=(1, 4)), "analysis": Arg("int", between=(0, 2)),
+    "date": Arg("time"), "published": Arg("bool"), "orgc_id": Arg("id"), "org_id": Arg("id"),
+    "sharing_group_id": Arg("id"),
 }
 
 
@@ -94,7 +94,7 @@ def new_event(misp: MispConnection, payload: dict[str, Any]) -> Any:
     return to_json(call_misp(misp, "new_event", lambda p: p.add_event(event, pythonify=False)))
 
 
-GET_EVENT = {"event_id": Arg("ref", required=True, aliases=("event",)), "deleted": Arg("json"),
+GET_EVENT = {"event_id": Arg("ref", required=True, aliases=("event",)), "deleted": Arg("flags"),
              "extended": Arg("bool"), "no_sightings": Arg("bool")}
 
 
@@ -152,14 +152,14 @@ def publish(misp: MispConnection, payload: dict[str, Any]) -> Any:
 
 # --- attributes --------------------------------------------------------------------------------------------
 _ATTRIBUTE_COMMON = {
-    "category": Arg("text"), "to_ids": Arg("bool", default=False), "comment": Arg("text"),
-    "distribution": Arg("int"), "proposal": Arg("bool", default=False),
-    "uuid": Arg("uuid"), "sharing_group_id": Arg("int"), "disable_correlation": Arg("bool"),
-    "first_seen": Arg("json"), "last_seen": Arg("json"),
+    "category": Arg("name"), "to_ids": Arg("bool", default=False), "comment": Arg("text"),
+    "distribution": Arg("int", between=(0, 5)), "proposal": Arg("bool", default=False),
+    "uuid": Arg("uuid"), "sharing_group_id": Arg("id"), "disable_correlation": Arg("bool"),
+    "first_seen": Arg("time"), "last_seen": Arg("time"),
 }
 ADD_INTERNAL_COMMENT = {"event": Arg("ref", required=True), "reference": Arg("value", required=True),
-                        **_ATTRIBUTE_COMMON, "category": Arg("text", default="Internal reference")}
-ADD_NAMED_ATTRIBUTE = {"event": Arg("ref", required=True), "type_value": Arg("text", required=True),
+                        **_ATTRIBUTE_COMMON, "category": Arg("name", default="Internal reference")}
+ADD_NAMED_ATTRIBUTE = {"event": Arg("ref", required=True), "type_value": Arg("name", required=True),
                        "value": Arg("value", required=True), **_ATTRIBUTE_COMMON}
 
 
@@ -243,7 +243,7 @@ def add_named_attribute(misp: MispConnection, payload: dict[str, Any]) -> Any:
 
 # --- tags and sightings ------------------------------------------------------------------------------------
 TAG = {"uuid": Arg("uuid", required=True, aliases=("misp_entity",)), "tag": Arg("tag", required=True),
-       "local": Arg("bool"), "relationship_type": Arg("text")}
+       "local": Arg("bool"), "relationship_type": Arg("name")}
 UNTAG = {"uuid": Arg("uuid", required=True, aliases=("misp_entity",)), "tag": Arg("tag", required=True)}
 
 
@@ -276,8 +276,8 @@ def untag(misp: MispConnection, payload: dict[str, Any]) -> Any:
     return _message("untag", to_json(result), "/tags/removeTagFromObject")
 
 
-SIGHTING = {"uuid": Arg("uuid"), "id": Arg("int"), "value": Arg("scalar"), "source": Arg("text"),
-            "type": Arg("sighting_type"), "timestamp": Arg("int")}
+SIGHTING = {"uuid": Arg("uuid"), "id": Arg("id"), "value": Arg("scalar"), "source": Arg("name"),
+            "type": Arg("sighting_type"), "timestamp": Arg("timestamp")}
 _SIGHTING_WORDS = {"0": "sighting", "1": "false-positive", "2": "expiration"}
 
 
@@ -299,7 +299,10 @@ def sighting(misp: MispConnection, payload: dict[str, Any]) -> Any:
     if target is None and "value" not in args:
         raise InvalidArguments(f"sighting: give 'uuid', 'id' or 'value'. Accepted keys: {accepted_keys(SIGHTING)}")
     body = MISPSighting()
-    body.from_dict(**args)
+    try:
+        body.from_dict(**args)
+    except Exception as exc:  # PyMISP's checks of a sighting's fields
+        raise _invalid("sighting", exc) from exc
     result = to_json(call_misp(misp, "sighting", lambda p: p.add_sighting(body, attribute=target, pythonify=False)))
     url = f"/sightings/add/{target}" if target is not None else "/sightings/add"
     if isinstance(result, dict) and isinstance(result.get("message"), str) and isinstance(result.get("name"), str):
@@ -314,13 +317,33 @@ def sighting(misp: MispConnection, payload: dict[str, Any]) -> Any:
 CONTROLLERS = ("events", "attributes", "objects")
 RETURN_FORMATS = ("json", "xml", "openioc", "suricata", "snort", "text", "rpz", "csv", "cache", "stix-xml",
                   "stix", "stix2", "yara", "yara-json", "attack", "attack-sightings", "context", "context-markdown")
-_SEARCH_KINDS = {"controller": "text", "return_format": "text", "value": "terms", "tags": "terms",
-                 "uuid": "uuid", "limit": "count", "page": "count",
-                 "eventid": "terms"}
+#: Search keys whose kind is not the one their PyMISP annotation gives (see :func:`_search_kind`).
+_SEARCH_KINDS = {"controller": "name", "return_format": "name", "uuid": "uuid", "eventid": "terms",
+                 "requested_attributes": "terms", "searchall": "text"}
 _SEARCH_ALIASES = {"value": ("values",), "return_format": ("returnFormat",)}
 _SEARCH_OLD_ONLY = {"not_values": Arg("terms"), "not_tags": Arg("terms"),
-                    "includeWarninglistHits": Arg("json"), "includeProposals": Arg("json")}
+                    "includeWarninglistHits": Arg("bool"), "includeProposals": Arg("bool")}
 _PASSED_AS_IS = ("includeWarninglistHits", "includeProposals")
+#: PyMISP's annotation of a search keyword (its text, without "None") -> the kind that checks it.
+_ANNOTATION_KINDS = (
+    ("tuple[", "time_range"), ("datetime", "time"), ("SearchParameterTypes", "terms"), ("SearchType", "terms"),
+    ("ToIDSType", "flags"), ("list[int]", "flags"), ("bool", "bool"), ("int", "count"), ("str", "text"),
+)
+
+
+def _search_kind(name: str, annotation: Any) -> str:
+    """The kind of search keyword ``name``, from :data:`_SEARCH_KINDS` or else from PyMISP's annotation
+    (``bool | None`` -> bool, ``int | None`` -> count...). ``sharinggroup`` (``int | list[int]``) takes ids.
+    An annotation this table does not know is a KeyError at import, so a new PyMISP is noticed."""
+    if name in _SEARCH_KINDS:
+        return _SEARCH_KINDS[name]
+    text = annotation if isinstance(annotation, str) else str(annotation)
+    if name == "sharinggroup":
+        return "ids"
+    for mark, kind in _ANNOTATION_KINDS:
+        if mark in text:
+            return kind
+    raise KeyError(f"search: no kind for {name!r} annotated {text!r}")
 
 
 def _search_spec() -> dict[str, Arg]:
@@ -329,7 +352,7 @@ def _search_spec() -> dict[str, Arg]:
     for parameter in list(inspect.signature(PyMISP.search).parameters.values())[1:]:
         if parameter.kind is parameter.VAR_KEYWORD or parameter.name == "pythonify":
             continue
-        spec[parameter.name] = Arg(_SEARCH_KINDS.get(parameter.name, "json"),
+        spec[parameter.name] = Arg(_search_kind(parameter.name, parameter.annotation),
                                    aliases=_SEARCH_ALIASES.get(parameter.name, ()))
     spec.update(_SEARCH_OLD_ONLY)
     return spec

@@ -13,14 +13,31 @@ from dataclasses import dataclass
 from typing import Any
 
 from dxlmispservice.api.references import ID_FIRST_WRAPPERS, entity_reference
+from dxlmispservice.events.feedstate import MAX_TIMESTAMP
 
 _UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.IGNORECASE)
-_DIGITS = re.compile(r"^[0-9]+$")
+_DIGITS = re.compile(r"^[0-9]{1,19}$")
+#: The largest id MISP's database holds (a signed 64-bit integer).
+MAX_ID = 2**63 - 1
 _WRAPPERS = ("Event", "Attribute", "Object", "ShadowAttribute")
 
 
+#: The longest text MISP stores in a TEXT column (event info, attribute value and comment), in UTF-8 bytes.
+TEXT_BYTES = 65_535
+#: The longest short name MISP stores (category, tag name, sighting source...), in characters.
+NAME_CHARS = 255
+#: The longest time string (a date, a date-time or a duration such as "7d") taken by search's time keys.
+_TIME_CHARS = 64
+
+
 def _as_text(v: Any) -> tuple[bool, Any]:
-    return isinstance(v, str), v
+    if not isinstance(v, str) or "\0" in v:
+        return False, v
+    return len(v) <= TEXT_BYTES // 4 or len(v.encode("utf-8")) <= TEXT_BYTES, v
+
+
+def _as_name(v: Any) -> tuple[bool, Any]:
+    return isinstance(v, str) and bool(v.strip()) and "\0" not in v and len(v) <= NAME_CHARS, v
 
 
 def _as_int(v: Any) -> tuple[bool, Any]:
@@ -33,7 +50,48 @@ def _as_int(v: Any) -> tuple[bool, Any]:
 
 def _as_count(v: Any) -> tuple[bool, Any]:
     ok, number = _as_int(v)
-    return ok and number >= 0, number
+    return ok and 0 <= number <= MAX_TIMESTAMP, number
+
+
+def _as_id(v: Any) -> tuple[bool, Any]:
+    ok, number = _as_int(v)
+    return ok and 1 <= number <= MAX_ID, number
+
+
+def _as_timestamp(v: Any) -> tuple[bool, Any]:
+    ok, number = _as_int(v)
+    return ok and 0 <= number <= MAX_TIMESTAMP, number
+
+
+def _as_time(v: Any) -> tuple[bool, Any]:
+    """A moment: epoch seconds (0 to year 9999) or a short string (a date, a date-time, a duration)."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return 0 <= v <= MAX_TIMESTAMP, v
+    return isinstance(v, str) and bool(v.strip()) and len(v) <= _TIME_CHARS and v.isprintable(), v
+
+
+def _as_time_range(v: Any) -> tuple[bool, Any]:
+    """A moment, or ``[from, to]`` of two moments."""
+    if isinstance(v, list):
+        return len(v) == 2 and all(_as_time(x)[0] for x in v), v
+    return _as_time(v)
+
+
+def _as_flags(v: Any) -> tuple[bool, Any]:
+    """A flag (true/false, a small number or a word such as "exclude"), or a list of them."""
+    def flag(x: Any) -> bool:
+        return isinstance(x, bool) or (isinstance(x, int) and 0 <= x <= 2) or (
+            isinstance(x, str) and 0 < len(x) <= 16 and x.isalnum())
+    if isinstance(v, list):
+        return bool(v) and all(flag(x) for x in v), v
+    return flag(v), v
+
+
+def _as_ids(v: Any) -> tuple[bool, Any]:
+    """An id, or a non-empty list of ids."""
+    if isinstance(v, list):
+        return bool(v) and all(_as_id(x)[0] for x in v), [_as_id(x)[1] for x in v]
+    return _as_id(v)
 
 
 def as_bool(v: Any) -> tuple[bool, Any]:
@@ -60,11 +118,11 @@ def as_ref(v: Any) -> tuple[bool, Any]:
     if isinstance(v, dict):
         wrapper = next(iter(v)) if len(v) == 1 else None
         v = entity_reference(unwrap(v), id_first=wrapper in ID_FIRST_WRAPPERS)
-    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
-        return True, v
-    if isinstance(v, str) and (_DIGITS.match(v) or _UUID.match(v)):
-        return True, v
-    return False, v
+    if isinstance(v, int) and not isinstance(v, bool):
+        return 1 <= v <= MAX_ID, v
+    if isinstance(v, str) and _DIGITS.match(v):
+        return 1 <= int(v) <= MAX_ID, v
+    return isinstance(v, str) and bool(_UUID.match(v)), v
 
 
 def _as_uuid(v: Any) -> tuple[bool, Any]:
@@ -74,7 +132,9 @@ def _as_uuid(v: Any) -> tuple[bool, Any]:
 
 
 def _as_scalar(v: Any) -> tuple[bool, Any]:
-    return isinstance(v, (str, int, float)) and not isinstance(v, bool), v
+    if isinstance(v, str):
+        return _as_text(v)
+    return isinstance(v, (int, float)) and not isinstance(v, bool), v
 
 
 def _as_value(v: Any) -> tuple[bool, Any]:
@@ -83,19 +143,24 @@ def _as_value(v: Any) -> tuple[bool, Any]:
     return _as_scalar(v)
 
 
+def _term(v: Any) -> bool:
+    return (isinstance(v, str) and _as_text(v)[0]) or (isinstance(v, int) and not isinstance(v, bool))
+
+
 def _as_terms(v: Any) -> tuple[bool, Any]:
     if isinstance(v, list):
-        return all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in v), v
+        return all(_term(x) for x in v), v
     if isinstance(v, dict):
-        return set(v) <= {"OR", "AND", "NOT"}, v
-    return isinstance(v, (str, int)) and not isinstance(v, bool), v
+        return bool(v) and set(v) <= {"OR", "AND", "NOT"} and all(
+            _term(x) or (isinstance(x, list) and all(_term(y) for y in x)) for x in v.values()), v
+    return _term(v), v
 
 
 def _as_tag(v: Any) -> tuple[bool, Any]:
     if isinstance(v, dict):
         inner = v["Tag"] if len(v) == 1 and isinstance(v.get("Tag"), dict) else v
         v = inner.get("name")
-    return isinstance(v, str) and bool(v.strip()), v
+    return _as_name(v)
 
 
 def _as_sighting_type(v: Any) -> tuple[bool, Any]:
@@ -104,11 +169,20 @@ def _as_sighting_type(v: Any) -> tuple[bool, Any]:
 
 
 KINDS: dict[str, tuple[Callable[[Any], tuple[bool, Any]], str]] = {
-    "text": (_as_text, "a string"),
+    "text": (_as_text, f"a string of at most {TEXT_BYTES} UTF-8 bytes, with no NUL character"),
+    "name": (_as_name, f"a non-blank string of at most {NAME_CHARS} characters, with no NUL character"),
     "int": (_as_int, "an integer"),
     "count": (_as_count, "a whole number, 0 or more"),
+    "id": (_as_id, "an id: a whole number, 1 or more"),
+    "timestamp": (_as_timestamp, f"epoch seconds: a whole number from 0 to {MAX_TIMESTAMP}"),
+    "time": (_as_time, f"epoch seconds (0 to {MAX_TIMESTAMP}) or a date, date-time or duration string "
+                       f"of at most {_TIME_CHARS} characters"),
+    "time_range": (_as_time_range, "a time (epoch seconds, or a date, date-time or duration string), "
+                                   "or [from, to] of two"),
+    "flags": (_as_flags, "true/false, 0/1/2 or a short word, or a list of them"),
+    "ids": (_as_ids, "an id (a whole number, 1 or more) or a list of ids"),
     "bool": (as_bool, "true or false"),
-    "ref": (as_ref, "an id (number) or a UUID, or a JSON object that has one"),
+    "ref": (as_ref, "an id (a whole number, 1 or more) or a UUID, or a JSON object that has one"),
     "uuid": (_as_uuid, "a UUID, or a JSON object that has one"),
     "value": (_as_value, "a string or number, or a non-empty list of them"),
     "terms": (_as_terms, "a string, a list of strings, or {\"OR\"/\"AND\"/\"NOT\": [...]}"),
@@ -128,6 +202,18 @@ class Arg:
     required: bool = False
     default: Any = None
     aliases: tuple[str, ...] = ()
+    between: tuple[int, int] | None = None  # the lowest and highest integer taken, for the "int" kind
+
+
+def convert(arg: Arg, value: Any) -> tuple[bool, Any, str]:
+    """``value`` checked and converted by ``arg``'s kind (and range): (ok, value, what it must be)."""
+    check, expected = KINDS[arg.kind]
+    ok, value = check(value)
+    if arg.between is not None:
+        low, high = arg.between
+        expected = f"an integer from {low} to {high}"
+        ok = ok and isinstance(value, int) and low <= value <= high
+    return ok, value, expected
 
 
 def accepted_keys(spec: Mapping[str, Arg]) -> str:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from uuid import UUID
 
 import pymisp
+import requests
 from pymisp import PyMISP
 from pymisp.abstract import AbstractMISP
 from pymisp.exceptions import MISPServerError, PyMISPEmptyResponse, PyMISPError, PyMISPUnexpectedResponse
@@ -46,6 +47,7 @@ from dxlmispservice.api.pathargs import check_path_kwargs, check_path_value
 from dxlmispservice.api.pathprobe import PathParameters, Unclassified, path_parameters
 from dxlmispservice.api.references import entity_reference, is_id_first
 from dxlmispservice.errors import InternalError, InvalidArguments, MispServiceError
+from dxlmispservice.misp import requests_sent
 
 if TYPE_CHECKING:
     from dxlmispservice.misp import MispConnection
@@ -180,22 +182,38 @@ def _convert(value: Any) -> Any:
     raise InternalError(f"PyMISP returned a {type(value).__name__}, which has no JSON form")
 
 
+#: What PyMISP raises about MISP's answer or the transport, never about its arguments.
+_ABOUT_MISP = (MISPServerError, PyMISPUnexpectedResponse, PyMISPEmptyResponse, json.JSONDecodeError,
+               requests.RequestException)
+
+
 def invalid_library_error(exc: Exception) -> bool:
     """True for PyMISP's own argument checks (as opposed to MISP or transport failures)."""
-    if isinstance(exc, (MISPServerError, PyMISPUnexpectedResponse, PyMISPEmptyResponse, json.JSONDecodeError)):
+    if isinstance(exc, _ABOUT_MISP):
         return False
     return isinstance(exc, (PyMISPError, ValueError))
 
 
 def call_misp(misp: MispConnection, api_name: str, fn: Callable[[PyMISP], Any]) -> Any:
-    """Run ``fn`` through the shared client; PyMISP's own argument checks become InvalidArguments."""
+    """Run ``fn`` through the shared client. PyMISP's own argument checks, and any failure of PyMISP's
+    before it sent MISP a request (it could not use the arguments), become InvalidArguments; a failure
+    after a request was sent is left to the handler (internal_error)."""
+    sent: list[int] = []  # the thread's count as fn starts (building PyMISP first sends requests too)
+
+    def run(pymisp: PyMISP) -> Any:
+        sent.append(requests_sent())
+        return fn(pymisp)
+
     try:
-        return misp.call(fn)
+        return misp.call(run)
     except MispServiceError:
         raise
     except Exception as exc:
         if invalid_library_error(exc):
             raise InvalidArguments(f"{api_name}: {exc}") from exc
+        if sent and requests_sent() == sent[0] and not isinstance(exc, _ABOUT_MISP):
+            raise InvalidArguments(f"{api_name}: PyMISP could not use these arguments "
+                                   f"({type(exc).__name__}: {exc}); check them against the docs") from exc
         raise
 
 
@@ -209,6 +227,8 @@ class _Param:
     takes_list: bool = False                       # list/Iterable: a list of entities is fine
     identifier: bool = False                       # a string for it goes into MISP's URL
     reference: bool = False                        # an entity or its id/UUID: PyMISP only uses the id
+    scalar: str = ""                               # "bool", "int" or "str" when that is all it takes
+    structures: frozenset[str] = frozenset()       # "object" and/or "list": the JSON structures it takes
 
 
 def _top_level(text: str) -> str:
@@ -229,9 +249,59 @@ def _describe_param(parameter: inspect.Parameter) -> _Param:
     generic = "AbstractMISP" in names
     is_entity = bool(classes or generic)
     identifier = bool(is_entity or re.search(r"\bUUID\b", text) or parameter.name.endswith("_id"))
-    return _Param(classes=classes, generic=generic, takes_dict=bool(re.search(r"\bdict\b", top)),
-                  takes_list=bool(re.search(r"\b(list|Iterable|Sequence)\b", top)), identifier=identifier,
-                  reference=is_entity and bool(re.search(r"\b(int|str|UUID)\b", top)))
+    takes_dict = bool(re.search(r"\bdict\b", top))
+    takes_list = bool(re.search(r"\b(list|Iterable|Sequence)\b", top))
+    return _Param(classes=classes, generic=generic, takes_dict=takes_dict, takes_list=takes_list,
+                  identifier=identifier, reference=is_entity and bool(re.search(r"\b(int|str|UUID)\b", top)),
+                  scalar=_SCALARS.get(top.replace(" | None", ""), ""), structures=_structures(top, is_entity))
+
+
+#: An annotation that takes one JSON scalar type only (``| None`` aside) -> that type.
+_SCALARS = {"bool": "bool", "int": "int", "str": "str"}
+#: Annotation names under which a JSON object or array may stand.
+_OPEN = re.compile(r"\b(Any|SearchParameterTypes)\b")
+
+
+def _structures(top: str, is_entity: bool) -> frozenset[str]:
+    """The JSON structures (object, list) a parameter annotated ``top`` takes; all of them when it is
+    not annotated or takes anything."""
+    if not top or _OPEN.search(top):
+        return frozenset(("object", "list"))
+    taken = set()
+    if is_entity or re.search(r"\b(dict|Mapping)\b", top):
+        taken.add("object")
+    if re.search(r"\b(list|Iterable|Sequence|tuple)\b", top):
+        taken.add("list")
+    return frozenset(taken)
+
+
+def _check_type(api_name: str, key: str, value: Any, spec: _Param) -> Any:
+    """``value`` if its JSON type is one the parameter takes (0 and 1 stand for false and true); else
+    InvalidArguments naming the key and what it takes."""
+    if value is None:
+        return value
+    structure = "object" if isinstance(value, dict) else "list" if isinstance(value, list) else None
+    if structure is not None and structure not in spec.structures:
+        raise InvalidArguments(f"{api_name}: '{key}' takes {_taken(spec)}, not a JSON {structure}")
+    if spec.scalar == "bool" and not isinstance(value, bool):
+        if type(value) is int and value in (0, 1):
+            return bool(value)
+        raise InvalidArguments(f"{api_name}: '{key}' takes true or false, not {value!r:.40}")
+    if spec.scalar == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise InvalidArguments(f"{api_name}: '{key}' takes an integer, not {value!r:.40}")
+    if spec.scalar == "str" and not isinstance(value, str):
+        raise InvalidArguments(f"{api_name}: '{key}' takes a string, not {value!r:.40}")
+    return value
+
+
+def _taken(spec: _Param) -> str:
+    if spec.scalar:
+        return {"bool": "true or false", "int": "an integer", "str": "a string"}[spec.scalar]
+    if "object" in spec.structures:
+        return "a JSON object or a single value"
+    if "list" in spec.structures:
+        return "a list or a single value"
+    return "a single value (a string, number or boolean)"
 
 
 def _entity(api_name: str, key: str, value: dict[str, Any], spec: _Param) -> Any:
@@ -308,11 +378,15 @@ class PassthroughHandler:
                     check_path_kwargs(self.name, value)
                 kwargs.update(value)
                 continue
-            spec = self.params.get(key, _Param())
+            spec = self.params.get(key, _Param(structures=frozenset(("object", "list"))))
+            value = _check_type(self.name, key, value, spec)
             if isinstance(value, dict) and (spec.classes or spec.generic):
                 value = _entity(self.name, key, value, spec)
             elif isinstance(value, list) and spec.takes_list and spec.classes:
-                value = [_entity(self.name, key, v, spec) if isinstance(v, dict) else v for v in value]
+                if not all(isinstance(v, dict) for v in value):
+                    raise InvalidArguments(f"{self.name}: '{key}' takes one or a list of JSON objects "
+                                           f"({_names(spec.classes)}), and the list holds something else")
+                value = [_entity(self.name, key, v, spec) for v in value]
             if key in self.path.names or (spec.identifier and isinstance(value, (str, AbstractMISP))):
                 check_path_value(self.name, key, value)
             kwargs[key] = value

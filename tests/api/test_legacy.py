@@ -656,3 +656,63 @@ def test_search_values_are_checked_by_type_and_range(client: FakeClient, misp: F
     with pytest.raises(InvalidArguments, match=f"'{key}' must be"):
         legacy.search(client, payload)
     assert misp.calls == []
+
+
+# --- types and ranges of every legacy key ----------------------------------------------------------------------
+BAD_LEGACY_VALUES = [
+    ("new_event", {"info": "x", "distribution": 9}, "'distribution' must be an integer from 0 to 4"),
+    ("new_event", {"info": "x", "threat_level_id": 0}, "'threat_level_id' must be an integer from 1 to 4"),
+    ("new_event", {"info": "x", "analysis": -1}, "'analysis' must be an integer from 0 to 2"),
+    ("new_event", {"info": "x", "orgc_id": -3}, "'orgc_id' must be an id"),
+    ("new_event", {"info": "x", "sharing_group_id": {"id": 1}}, "'sharing_group_id' must be an id"),
+    ("new_event", {"info": "a\u0000b"}, "'info' must be a string of at most 65535 UTF-8 bytes, with no NUL"),
+    ("new_event", {"info": "é" * 40_000}, "'info' must be a string of at most 65535 UTF-8 bytes"),
+    ("new_event", {"info": "x", "date": {"y": 2020}}, "'date' must be epoch seconds"),
+    ("new_event", {"info": "x", "orgc_id": "9" * 5000}, "'orgc_id' must be an id"),
+    ("get_event", {"event_id": -1}, "'event_id' must be an id"),
+    ("get_event", {"event_id": "9" * 400}, "'event_id' must be an id"),
+    ("get_event", {"event_id": 1, "deleted": {"a": 1}}, "'deleted' must be true/false"),
+    ("add_named_attribute", {"event": 1, "type_value": "x" * 300, "value": "v"}, "'type_value' must be a non-blank"),
+    ("add_named_attribute", {"event": 1, "type_value": "domain", "value": [{"a": 1}]}, "'value' must be"),
+    ("add_named_attribute", {"event": 1, "type_value": "domain", "value": "a.b", "distribution": 6},
+     "'distribution' must be an integer from 0 to 5"),
+    ("add_named_attribute", {"event": 1, "type_value": "domain", "value": "a.b", "first_seen": [1]},
+     "'first_seen' must be epoch seconds"),
+    ("add_internal_comment", {"event": 1, "reference": "x", "category": ""}, "'category' must be a non-blank"),
+    ("tag", {"uuid": str(uuidlib.uuid4()), "tag": "t" * 256}, "'tag' must be a tag name"),
+    ("tag", {"uuid": str(uuidlib.uuid4()), "tag": "t", "relationship_type": ["x"]}, "'relationship_type' must be"),
+    ("sighting", {"value": "x", "timestamp": -1}, "'timestamp' must be epoch seconds"),
+    ("sighting", {"value": "x", "timestamp": 10**13}, "'timestamp' must be epoch seconds"),
+    ("sighting", {"id": 0}, "'id' must be an id"),
+    ("sighting", {"value": "x", "source": {"s": 1}}, "'source' must be a non-blank"),
+    ("search", {"eventinfo": {"a": 1}}, "'eventinfo' must be a string"),
+    ("search", {"to_ids": {"x": 1}}, "'to_ids' must be true/false"),
+    ("search", {"sharinggroup": [0]}, "'sharinggroup' must be an id"),
+    ("search", {"timestamp": [1, 2, 3]}, "'timestamp' must be a time"),
+    ("search", {"date_from": 1e300}, "'date_from' must be epoch seconds"),
+    ("search", {"tags": {"OR": [{"a": 1}]}}, "'tags' must be a string"),
+    ("search", {"tags": {}}, "'tags' must be a string"),
+    ("search", {"include_sightings": "maybe"}, "'include_sightings' must be true or false"),
+    ("search", {"limit": 10**20}, "'limit' must be a whole number"),
+    ("publish", {"event": 0}, "'event' must be an id"),
+]
+
+
+@pytest.mark.parametrize("api_name, payload, words", BAD_LEGACY_VALUES)
+def test_legacy_values_are_checked_by_type_and_range(client: FakeClient, misp: FakePyMISP, api_name: str,
+                                                     payload: dict[str, Any], words: str) -> None:
+    """A value of the wrong type, length or range is invalid_arguments naming the key and what it takes,
+    and MISP is not called."""
+    with pytest.raises(InvalidArguments) as raised:
+        legacy.LEGACY[api_name](client, payload)
+    assert words in raised.value.message and raised.value.message.startswith(f"{api_name}:")
+    assert misp.calls == []
+
+
+def test_legacy_values_in_range_still_pass(client: FakeClient, misp: FakePyMISP) -> None:
+    """The edges of each range, ids as digit strings and time strings are taken."""
+    legacy.new_event(client, {"info": "é" * 30_000, "distribution": 4, "threat_level_id": 1, "analysis": 2,
+                              "date": "2024-05-01"})
+    legacy.search(client, {"timestamp": ["14d", 1_700_000_000], "sharinggroup": ["1", 2], "to_ids": "exclude",
+                           "tags": {"OR": ["a", "b"], "NOT": "c"}, "limit": 0})
+    assert [name for name, _ in misp.calls] == ["add_event", "search"]

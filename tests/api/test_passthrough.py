@@ -405,3 +405,45 @@ def test_real_refusal_is_misp_refused(real: MispConnection) -> None:
     with pytest.raises(MispRefused) as raised:
         passthrough.build_handler("get_event")(real, {"event": 987654})
     assert raised.value.status == 404 and isinstance(raised.value.payload, dict)
+
+
+# --- types of pass-through values ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, payload, words", [
+    ("update_attribute", {"attribute": [1, 2]}, "'attribute' takes a JSON object or a single value, not a JSON list"),
+    ("get_event", {"event": 1, "deleted": {"a": 1}}, "'deleted' takes a list or a single value, not a JSON object"),
+    ("search_index", {"published": "yes"}, "'published' takes true or false, not 'yes'"),
+    ("search_index", {"limit": "5"}, "'limit' takes an integer, not '5'"),
+    ("search_index", {"eventinfo": ["a"]}, "'eventinfo' takes a string, not a JSON list"),
+    ("delete_attribute", {"attribute": 1, "hard": [True]}, "'hard' takes true or false, not a JSON list"),
+])
+def test_a_structure_or_type_where_the_signature_has_none_is_invalid_arguments(
+        client: FakeClient, misp: RecordingPyMISP, name: str, payload: dict[str, Any], words: str) -> None:
+    """An object or list where the PyMISP annotation takes a scalar, or a scalar of another type where it
+    takes only bool, int or str, is refused naming the key, before PyMISP is called."""
+    with pytest.raises(InvalidArguments) as raised:
+        passthrough.build_handler(name)(client, payload)
+    assert words in raised.value.message
+    assert misp.calls == []
+
+
+def test_zero_and_one_stand_for_false_and_true(client: FakeClient, misp: RecordingPyMISP) -> None:
+    """A flag sent as 0 or 1 reaches PyMISP as False or True."""
+    passthrough.build_handler("search_index")(client, {"published": 1, "minimal": 0})
+    assert misp.calls[0][1]["published"] is True and misp.calls[0][1]["minimal"] is False
+
+
+def test_a_pymisp_failure_before_any_request_is_invalid_arguments(client: FakeClient) -> None:
+    """PyMISP failing on the arguments before it sent anything (a KeyError on a role without an id) is
+    invalid_arguments naming PyMISP's complaint."""
+    client.pymisp.answers["update_role"] = KeyError("id")
+    with pytest.raises(InvalidArguments, match=r"update_role: PyMISP could not use these arguments \(KeyError: 'id'\)"):
+        passthrough.build_handler("update_role")(client, {"role": {"name": "x"}})
+
+
+def test_a_pymisp_failure_after_a_request_is_left_to_the_handler(client: FakeClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure after PyMISP sent a request (its KeyError on MISP's answer) is not blamed on the arguments."""
+    sent = iter([0, 1])
+    monkeypatch.setattr(passthrough, "requests_sent", lambda: next(sent))
+    client.pymisp.answers["tags"] = KeyError("Tag")
+    with pytest.raises(KeyError):
+        passthrough.build_handler("tags")(client, {})

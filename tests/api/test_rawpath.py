@@ -132,8 +132,8 @@ def test_search_answer_equals_pymisp(real: MispConnection, event: dict[str, Any]
 # --- requests --------------------------------------------------------------------------------------------
 REQUEST_PAYLOADS = SEARCH_PAYLOADS + [
     {"date_from": "2020-01-01", "date_to": 0, "last": "7d", "timestamp": ["14d", "7d"], "event_timestamp": 17},
-    {"publish_timestamp": ["", "1d"], "timestamp": "", "to_ids": True, "deleted": [0, 1], "org": "ORGNAME"},
-    {"with_attachments": True, "withAttachments": "0", "enforce_warninglist": 1.5, "enforceWarninglist": None},
+    {"publish_timestamp": ["30d", "1d"], "timestamp": "2d", "to_ids": True, "deleted": [0, 1], "org": "ORGNAME"},
+    {"with_attachments": True, "withAttachments": "0", "enforce_warninglist": 1, "enforceWarninglist": None},
     {"include_sightings": True, "includeSightings": 0, "include_context": False, "includeDecayScore": True,
      "include_correlations": "1", "exclude_decayed": 0, "sg_reference_only": True, "headerless": 0,
      "include_event_uuid": 1, "includeEventTags": True, "includeContext": "1", "includeCorrelations": False,
@@ -210,9 +210,9 @@ def test_inexact_searches_answer_as_pymisp(real: MispConnection, payload: dict[s
     assert outcome(lambda: legacy.search(real, payload)) == outcome(lambda: legacy.search(ViaPyMISP(real), payload))
 
 
-def test_bad_search_flag_is_still_invalid_arguments(real: MispConnection) -> None:
-    """A flag PyMISP cannot read is still refused as invalid_arguments with PyMISP's words."""
-    with pytest.raises(InvalidArguments, match="invalid literal for int"):
+def test_bad_search_flag_is_invalid_arguments_naming_the_key(real: MispConnection) -> None:
+    """A flag that is not true/false is refused as invalid_arguments naming the key, before MISP is asked."""
+    with pytest.raises(InvalidArguments, match="'metadata' must be true or false"):
         legacy.search(real, {"metadata": "yes"})
 
 

@@ -55,6 +55,24 @@ def test_bad_delay_is_refused_with_a_message(stack: StackHandle) -> None:
         stack.delay_route("/servers", 10_000)
 
 
+def test_canned_answer_stands_in_for_one_route_until_removed(stack: StackHandle) -> None:
+    """A canned answer replaces one route's answer (status and JSON body), is logged, leaves other routes
+    alone, and is gone after status 0 and after a reset."""
+    stack.reset_misp()
+    stack.answer_route("/servers/getVersion", {"odd": [1]}, status=202)
+    reply = _version(stack)
+    assert (reply.status_code, reply.json()) == (202, {"odd": [1]})
+    assert stack.misp().search_index(limit=1) == []
+    assert stack.misp_requests()[0] == {"method": "GET", "path": "/servers/getVersion", "status": 202}
+    stack.answer_route("/servers/getVersion", None, status=0)
+    assert "version" in _version(stack).json()
+    stack.answer_route("/servers/getVersion", {})
+    stack.reset_misp()
+    assert "version" in _version(stack).json()
+    with pytest.raises(RuntimeError, match="must be from 200 to 599"):
+        stack.answer_route("/servers/getVersion", {}, status=99)
+
+
 def test_misp_stops_and_comes_back_with_its_data_on_the_same_url(stack: StackHandle) -> None:
     """stop_misp refuses connections; start_misp serves the same URL and the same database."""
     stack.reset_misp()

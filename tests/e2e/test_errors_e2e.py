@@ -266,16 +266,20 @@ def test_answer_over_max_response_size_is_response_too_large(dxl_requester: Requ
 
 # --- 6 internal_error ---------------------------------------------------------------------------------------
 def test_unexpected_failure_is_internal_error_with_a_log_reference(devstack: StackHandle, dxl_requester: Requester) -> None:
-    """A failure nobody foresaw (PyMISP's error on a list given as the attribute to update) answers
+    """A failure nobody foresaw (PyMISP's KeyError on a tag list from MISP without its 'Tag' key) answers
     internal_error with a reference, and the service log holds the traceback under that reference."""
-    reply = ask(dxl_requester, "update_attribute", {"attribute": [1, 2]})
+    devstack.answer_route("/tags/index", {"unexpected": []})
+    try:
+        reply = ask(dxl_requester, "tags", {})
+    finally:
+        devstack.answer_route("/tags/index", None, status=0)
     assert_error(reply, 6)
     reference = re.search(r"reference ([0-9a-f]{12})", reply.error_message)
     assert reference is not None
-    assert "TypeError" not in reply.error_message
+    assert "KeyError" not in reply.error_message
     log = Path(devstack.info["logs"]["service"]).read_text(errors="replace")
     entry = re.split(r"\n\d{4}-\d\d-\d\d ", log[log.index(f"reference {reference.group(1)}"):], maxsplit=1)[0]
-    assert "Traceback" in entry and "Error" in entry
+    assert "Traceback" in entry and "KeyError" in entry
 
 
 # --- all codes, and the key -----------------------------------------------------------------------------------
@@ -292,8 +296,9 @@ def test_every_error_code_reaches_the_requester_without_the_api_key(
         3: [("get_event", {"event_id": 987654}, ""), ("new_event", {"info": "x"}, readonly[1])],
         4: [("new_event", {"info": "x"}, dead[1])],
         5: [("get_event", {"event_id": event["id"]}, small[1])],
-        6: [("update_attribute", {"attribute": [1]}, "")],
+        6: [("tags", {}, "")],
     }
+    devstack.answer_route("/tags/index", {"unexpected": []})  # see the internal_error test
     assert set(provoke) == set(ERROR_CODES)
     keys = [devstack.info["misp_api_key"], devstack.info["misp_readonly_api_key"], WRONG_KEY]
     seen: dict[int, set[int]] = {}

@@ -289,3 +289,16 @@ class MispResponses:
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
         return Reply(save_success("devstack", "delay", None, f"{path} delayed by {float(seconds):g} s."))
+
+    def devstack_answer(self, call: Call) -> Reply:
+        """Dev-only: ``{"path": "/tags/index", "status": 200, "body": {...}}`` makes that route answer this
+        (status 0 removes it): a MISP that answers what PyMISP does not expect."""
+        body = _mapping(call.body)
+        path, status = body.get("path"), body.get("status")
+        if not isinstance(path, str) or isinstance(status, bool) or not isinstance(status, int) or "body" not in body:
+            raise BadRequest("devstack/answer takes {\"path\": \"/route\", \"status\": 200, \"body\": ...}")
+        try:
+            self.faults.set_answer(path, status, body["body"])
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        return Reply(save_success("devstack", "answer", None, f"{path} answers {status}."))

@@ -121,8 +121,9 @@ class MispApp:
         delay = 0.0 if dev_route else self.faults.delay_for(path)
         if delay:
             time.sleep(delay)
+        canned = None if dev_route else self.faults.answer_for(path)
         try:
-            reply = self._handle(environ, method, path, raw_body)
+            reply = Reply(canned[1], canned[0]) if canned is not None else self._handle(environ, method, path, raw_body)
         except MispHttpError as exc:
             reply = Reply(exc.body(path), exc.status, exc.headers)
         except Exception as exc:  # an unexpected failure is still MISP-shaped JSON

@@ -105,10 +105,11 @@ ROUTES: tuple[Route, ...] = (
     _r("POST", "objects/add/{ref}", "object_add", True),
     _r("POST", "objects/add/{ref}/{arg}", "object_add", True),
     _r("GET HEAD", "objects/view/{ref}", "object_view"),
-    # dev only (admin key): empty the database and the fault hooks; read the request log; delay a route
+    # dev only (admin key): empty the database and the fault hooks; read the request log; delay a route; can a route's answer
     _r("POST", "devstack/reset", "devstack_reset", True),
     _r("GET", "devstack/requests", "devstack_requests", True),
     _r("POST", "devstack/delay", "devstack_delay", True),
+    _r("POST", "devstack/answer", "devstack_answer", True),
 )
 
 
