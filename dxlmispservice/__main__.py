@@ -69,6 +69,21 @@ class Stopper:
         return restore
 
 
+def config_error_text(exc: configparser.Error) -> str:
+    """What is wrong in a config file, by file, line, section and key, never quoting a line or a value
+    (configparser quotes them, and one may hold the API key)."""
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return f"{exc.source} line {exc.lineno} comes before any [section] header"
+    if isinstance(exc, configparser.ParsingError):
+        lines = ", ".join(str(lineno) for lineno, _ in exc.errors)
+        return (f"{exc.source}: line(s) {lines} are neither 'key = value' nor a [section] header "
+                "(their text is not shown: it may hold a secret)")
+    if isinstance(exc, configparser.InterpolationError):
+        return (f"the value of '{exc.option}' in [{exc.section}] has a '%' that configparser cannot read; "
+                "write '%%' for a '%' (the value is not shown: it may hold a secret)")
+    return " ".join(str(exc).split())  # duplicate sections and keys: names and line numbers only
+
+
 def serve(app: MispService, stopper: Stopper) -> int:
     """Run ``app`` until ``stopper`` is triggered; always destroy it; return the exit status."""
     try:
@@ -85,7 +100,7 @@ def serve(app: MispService, stopper: Stopper) -> int:
         logger.error("Configuration error in %s: %s", dxlbootstrap.app_config_path(app), exc.message)
         return EXIT_CONFIG
     except configparser.Error as exc:
-        logger.error("Configuration file error: %s", " ".join(str(exc).split()))
+        logger.error("Configuration file error: %s", config_error_text(exc))
         return EXIT_CONFIG
     except Exception:
         logger.exception("The MISP DXL service failed")

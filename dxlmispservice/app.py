@@ -13,7 +13,8 @@ and ``on_dxl_connect``.
 - ``on_register_services``: one service of type ``topics.service_type(serviceUniqueId)`` with one request
   topic per api name, each answered on the incoming message thread. Nothing else is registered.
 - ``on_dxl_connect``: the forwarders (ZeroMQ notifications, event feed) are started with a DXL event
-  publisher.
+  publisher; then, still on the start-up thread, :meth:`~dxlmispservice.misp.MispConnection.check` builds
+  the MISP client and logs an ERROR when MISP answers and refuses the API key.
 - ``destroy``: the forwarders stop first, then dxlbootstrap unregisters and disconnects.
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dxlmispservice.api import topics
 from dxlmispservice.compat import dxlbootstrap
 from dxlmispservice.compat.dxlclient import set_tcp_nodelay
 from dxlmispservice.events.publisher import Publisher, dxl_publisher
+from dxlmispservice.logsafe import hide_in_logs
 from dxlmispservice.api.handler import DxlRequestCallback, Handler, RequestHandler
 from dxlmispservice.misp import MispConnection
 from dxlmispservice.settings import Settings
@@ -108,6 +110,7 @@ class MispService(Application):
     def on_load_configuration(self, config: Any) -> None:
         """Parse and check the settings, build the topic table, the MISP client and the forwarders."""
         settings = Settings.from_parser(config, self._environ, base_dir=dxlbootstrap.config_dir(self))
+        hide_in_logs(settings.api_key)  # before anything can log it (PyMISP logs its headers at DEBUG)
         # dxlbootstrap read the pool sizes itself, ignoring bad values; use the checked ones.
         dxlbootstrap.set_pool_sizes(
             self, incoming=(settings.incoming_pool.thread_count, settings.incoming_pool.queue_size),
@@ -148,12 +151,15 @@ class MispService(Application):
             logger.warning("TCP_NODELAY could not be set on the broker connection yet; it is set on reconnect")
 
     def on_dxl_connect(self) -> None:
-        """Start the forwarders, with a publisher on the connected DXL client."""
+        """Start the forwarders, with a publisher on the connected DXL client, then check that MISP takes
+        the API key (an ERROR if it answers and refuses it; the service keeps running either way)."""
         settings = self._loaded()
         self._publisher.target = dxl_publisher(dxlbootstrap.dxl_client(self), size_warning=settings.max_response_size)
         for forwarder in self.forwarders:
             forwarder.start()
             self._started.append(forwarder)
+        if self.misp is not None:
+            self.misp.check()
 
     def destroy(self) -> None:
         """Stop the forwarders, then unregister and disconnect."""

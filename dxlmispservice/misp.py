@@ -339,6 +339,22 @@ class MispConnection:
             logger.info("Connected to MISP at %s", self.url)
             return self._pymisp
 
+    def check(self) -> bool:
+        """The start-up check: build PyMISP now. Logs an ERROR when MISP answers and refuses the API key,
+        the warning of :meth:`_get` when MISP cannot be reached; never raises (MISP may be down at start,
+        and the next request tries again). True when MISP accepted the key."""
+        try:
+            self._get()
+        except MispRefused as exc:
+            logger.error("MISP at %s answered and refused the service's API key (%s). Check the key "
+                         "([General] apiKey or its environment variable) and that its MISP user may use "
+                         "the API; the service keeps running and answers misp_refused until MISP accepts "
+                         "it", self.url, exc.message)
+            return False
+        except MispUnavailable:
+            return False
+        return True
+
     def _server_error(self, exc: MISPServerError) -> MispRefused | MispUnavailable:
         """PyMISP's MISPServerError: a 4xx without JSON is a refusal, the rest (5xx) an outage."""
         text = str(exc)

@@ -1,6 +1,7 @@
 """MispService on dxlbootstrap with a fake DXL client: registration, forwarders, TCP_NODELAY, config files."""
 from __future__ import annotations
 
+import configparser
 import filecmp
 import json
 import signal
@@ -21,7 +22,7 @@ from dxlmispservice import __main__ as service_main
 from dxlmispservice.app import MispService
 from dxlmispservice.compat.dxlclient import enable_tcp_nodelay, set_tcp_nodelay, tcp_nodelay_enabled
 from dxlmispservice.events.publisher import dxl_publisher
-from dxlmispservice.errors import ConfigError, MispUnavailable
+from dxlmispservice.errors import ConfigError, MispRefused, MispUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_CONFIG = ROOT / "dxlmispservice" / "_config" / "app"
@@ -94,6 +95,11 @@ class FakeForwarder:
 class FakeMisp:
     def __init__(self, settings: Any) -> None:
         self.settings = settings
+        self.checks = 0
+
+    def check(self) -> bool:
+        self.checks += 1
+        return True
 
 
 def local_table(names: Any, **options: Any) -> dict[str, Any]:
@@ -108,13 +114,14 @@ def fake_dxl(monkeypatch: pytest.MonkeyPatch, tcp_pair: tuple[socket.socket, soc
     monkeypatch.setattr(dxlbootstrap.app, "DxlClient", FakeDxlClient)
 
 
-def write_config(directory: Path, general: str = "apiNames=new_event,get_event", extra: str = "") -> Path:
+def write_config(directory: Path, general: str = "apiNames=new_event,get_event", extra: str = "",
+                 host: str = "http://127.0.0.1:9/") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "dxlclient.config").write_text(
         "[Certs]\nBrokerCertChain=ca.pem\nCertFile=client.pem\nPrivateKey=client.key\n"
         "[Brokers]\nb1=b1;8883;localhost;127.0.0.1\n")
     (directory / "dxlmispservice.config").write_text(
-        f"[General]\nhost=http://127.0.0.1:9/\napiKey=env:TEST_MISP_KEY\n{general}\n{extra}")
+        f"[General]\nhost={host}\napiKey=env:TEST_MISP_KEY\n{general}\n{extra}")
     return directory
 
 
@@ -233,6 +240,43 @@ def test_starts_and_registers_with_misp_down(tmp_path: Path) -> None:
         assert response.error_code == MispUnavailable.code and KEY not in response.error_message
     finally:
         app.destroy()
+
+
+def test_start_checks_misp_once_on_the_start_up_thread(tmp_path: Path) -> None:
+    """The MISP check runs once, during run(), on the thread that starts the service."""
+    app = make_app(write_config(tmp_path))
+    try:
+        assert app.misp is None or app.misp.checks == 0
+        app.run()
+        assert app.misp.checks == 1
+    finally:
+        app.destroy()
+
+
+def test_a_refused_api_key_is_an_error_at_start_and_the_service_runs_on(tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """With MISP up and refusing the key, the start logs one ERROR that says so (without the key), and the
+    service registers and answers misp_refused."""
+    from dxlmisp_devstack.misp.models import MispModels
+    from dxlmisp_devstack.misp.server import serve as serve_misp
+    from dxlmispservice.misp import MispConnection
+
+    def table(names: Any, **options: Any) -> dict[str, Any]:
+        return {name: (lambda misp, payload: misp.call(lambda m: m.get_user())) for name in names}
+
+    with serve_misp(MispModels(), admin_key="a" * 40) as server:
+        config = write_config(tmp_path, "apiNames=get_user", host=server.url)
+        app = make_app(config, misp_client_factory=MispConnection, table_builder=table)
+        try:
+            with caplog.at_level(logging.INFO, logger="dxlmispservice"):
+                app.run()
+            errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.name == "dxlmispservice.misp"]
+            assert len(errors) == 1 and "refused the service's API key" in errors[0].getMessage()
+            assert KEY not in caplog.text
+            response = answer(app, f"{SERVICE}/get_user", b"{}")
+            assert isinstance(response, ErrorResponse) and response.error_code == MispRefused.code
+        finally:
+            app.destroy()
 
 
 def test_forwarders_start_after_connect_and_stop_first(tmp_path: Path) -> None:
@@ -417,3 +461,25 @@ def test_a_config_dir_that_does_not_exist_is_refused_not_created(tmp_path: Path,
     missing = tmp_path / "no-such-dir"
     assert service_main.main([str(missing)]) == service_main.EXIT_CONFIG
     assert "does not exist" in capsys.readouterr().err and not missing.exists()
+
+
+@pytest.mark.parametrize("bad, words", [
+    (f"\n{KEY}\n", "line(s) 6 are neither 'key = value' nor a [section] header"),
+    (f"[Other]\napiKey={KEY}\n[Other]\n", "section 'Other' already exists"),
+    (f"\n[Proxies]\nhttp={KEY}\n", "[Proxies] http: '<redacted>' is not a proxy URL"),
+])
+def test_a_broken_config_line_is_named_by_number_never_quoted(tmp_path: Path, bad: str, words: str) -> None:
+    """python -m dxlmispservice with a line that holds the key but breaks the file names the line or key,
+    exits 2, and prints no part of the key."""
+    write_config(tmp_path, "apiNames=new_event", extra=bad)
+    done = subprocess.run([sys.executable, "-m", "dxlmispservice", str(tmp_path)], capture_output=True,
+                          text=True, timeout=60, env={"TEST_MISP_KEY": KEY, "PATH": "/usr/bin:/bin"})
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert words in output and KEY not in output and KEY[:12] not in output
+
+
+def test_config_error_text_says_where_without_the_line() -> None:
+    """A line before any section is named by file and number only."""
+    exc = configparser.MissingSectionHeaderError("f.config", 1, f"{KEY}\n")
+    assert service_main.config_error_text(exc) == "f.config line 1 comes before any [section] header"

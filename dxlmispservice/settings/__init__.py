@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from dxlmispservice.errors import ConfigError
+from dxlmispservice.errors import ConfigError, redact
 from dxlmispservice.settings import feed, general, pools, proxies, zeromq
 from dxlmispservice.settings.feed import FEED, FEED_KEYS, FeedSettings
 from dxlmispservice.settings.general import GENERAL, GENERAL_KEYS
@@ -74,27 +74,30 @@ class Settings:
         section = Section(parser, GENERAL, GENERAL_KEYS, base_dir)
         misp_url = general.misp_url(section)
         api_key = secret(section, "apiKey", environ, required=True) or ""
-        verify = section.boolean("verifyCertificate", True)
-        client_certificate = section.path("clientCertificate")
-        client_key = section.path("clientKey")
-        if client_key and not client_certificate:
-            raise ConfigError("[General] clientKey: set clientCertificate too; clientKey is the private key "
-                              "of that certificate")
-        return cls(
-            misp_url=misp_url,
-            api_key=api_key,
-            api_names=section.listing("apiNames"),
-            allow_admin_apis=section.boolean("allowAdminApis", False),
-            service_unique_id=general.unique_id(section),
-            verify_certificate=verify,
-            verify_cert_bundle=section.path("verifyCertBundle"),
-            client_certificate=client_certificate,
-            client_key=client_key,
-            timeout=section.number("requestTimeout", 30.0, minimum=0.001),
-            proxies=proxies.parse(parser),
-            max_response_size=section.integer("maxResponseSize", 1_000_000, minimum=1024),
-            incoming_pool=pools.parse(parser, INCOMING_POOL, base_dir),
-            callback_pool=pools.parse(parser, CALLBACK_POOL, base_dir),
-            zeromq=zeromq.parse(section, urlsplit(misp_url).hostname or "", environ),
-            feed=feed.parse(parser, base_dir),
-        )
+        try:  # a message may quote a value: the key is cut out of it
+            verify = section.boolean("verifyCertificate", True)
+            client_certificate = section.path("clientCertificate")
+            client_key = section.path("clientKey")
+            if client_key and not client_certificate:
+                raise ConfigError("[General] clientKey: set clientCertificate too; clientKey is the private key "
+                                  "of that certificate")
+            return cls(
+                misp_url=misp_url,
+                api_key=api_key,
+                api_names=section.listing("apiNames"),
+                allow_admin_apis=section.boolean("allowAdminApis", False),
+                service_unique_id=general.unique_id(section),
+                verify_certificate=verify,
+                verify_cert_bundle=section.path("verifyCertBundle"),
+                client_certificate=client_certificate,
+                client_key=client_key,
+                timeout=section.number("requestTimeout", 30.0, minimum=0.001),
+                proxies=proxies.parse(parser),
+                max_response_size=section.integer("maxResponseSize", 1_000_000, minimum=1024),
+                incoming_pool=pools.parse(parser, INCOMING_POOL, base_dir),
+                callback_pool=pools.parse(parser, CALLBACK_POOL, base_dir),
+                zeromq=zeromq.parse(section, urlsplit(misp_url).hostname or "", environ),
+                feed=feed.parse(parser, base_dir),
+            )
+        except ConfigError as exc:
+            raise ConfigError(redact(exc.message, api_key)) from None
