@@ -136,8 +136,9 @@ class MispService(Application):
                                  secret=settings.api_key)
         for api_name in self.table:
             topic = topics.request_topic(api_name, settings.service_unique_id)
-            self.add_request_callback(service, topic, DxlRequestCallback(dxlbootstrap.dxl_client(self), handler, api_name),
-                                      False)
+            callback = DxlRequestCallback(dxlbootstrap.dxl_client(self), handler, api_name,
+                                          fabric_limit=settings.fabric_message_limit)
+            self.add_request_callback(service, topic, callback, False)
         self.register_service(service)
         self.service = service
         logger.info("Service registered: %s (instance %s), topics: %s", service.service_type,
@@ -154,7 +155,7 @@ class MispService(Application):
         """Start the forwarders, with a publisher on the connected DXL client, then check that MISP takes
         the API key (an ERROR if it answers and refuses it; the service keeps running either way)."""
         settings = self._loaded()
-        self._publisher.target = dxl_publisher(dxlbootstrap.dxl_client(self), size_warning=settings.max_response_size)
+        self._publisher.target = dxl_publisher(dxlbootstrap.dxl_client(self), limit=settings.fabric_message_limit)
         for forwarder in self.forwarders:
             forwarder.start()
             self._started.append(forwarder)

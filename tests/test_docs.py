@@ -189,3 +189,15 @@ def test_methods_page_lists_every_api_name_by_access() -> None:
     assert listed["Write"] == [n for n in served if access.access_of(n) == "write"]
     assert [n for n in listed["Admin"] if n != "allowAdminApis"] == [n for n in served if access.is_admin(n)]
     assert listed["Service"] == sorted(topics.EXTRA)
+
+
+#: The feed's guarantee, stated the same way wherever it is stated.
+FEED_GUARANTEE = ("Nothing is lost up to the broker's socket; after a crash of the service, at most the one change "
+                  "in flight is sent again, with the same message id.")
+
+
+@pytest.mark.parametrize("page", ["README.rst", "docs/index.rst", "docs/overview.rst", "docs/notifications.rst"])
+def test_the_feed_guarantee_is_stated_the_same_way(page: str) -> None:
+    """Each page that describes the feed states its guarantee in the one agreed sentence."""
+    text = " ".join((DOCS.parent / page).read_text(encoding="utf-8").split())
+    assert FEED_GUARANTEE in text

@@ -33,7 +33,9 @@ from typing import TYPE_CHECKING, Any
 from dxlclient.callbacks import RequestCallback
 from dxlclient.message import ErrorResponse, Request, Response
 
-from dxlmispservice.errors import InternalError, InvalidPayload, MispServiceError, ResponseTooLarge, redact
+from dxlmispservice.compat.dxlclient import packet_size
+from dxlmispservice.errors import (ERROR_CODES, InternalError, InvalidPayload, MispServiceError, ResponseTooLarge,
+                                   redact)
 from dxlmispservice.api.rawjson import RawJson
 
 if TYPE_CHECKING:
@@ -206,23 +208,60 @@ def _to_json(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-class DxlRequestCallback(RequestCallback):
-    """The dxlclient callback for one api name: runs the RequestHandler, sends Response or ErrorResponse."""
+#: The longest error message sent in place of an answer that would not fit the fabric.
+_MAX_FITTED_MESSAGE = 1000
 
-    def __init__(self, client: Any, handler: RequestHandler, api_name: str) -> None:
+
+def fitted(outcome: Outcome, api_name: str, size: int, limit: int) -> Outcome:
+    """What to send instead of ``outcome``, whose packet would be ``size`` bytes, over the fabric's ``limit``:
+    an answer becomes response_too_large; an error keeps its code with the service's own small payload
+    (MISP's JSON, if it carried it, is left out) and a message cut short."""
+    if outcome.ok:
+        code = ResponseTooLarge.code
+        message = (f"The answer to {api_name} would be {size} bytes on the DXL fabric (envelope and topic "
+                   f"included), over fabricMessageLimit {limit}: the broker would disconnect the service. Ask "
+                   f"for less: add \"limit\" and \"page\", or narrow the request.")
+    else:
+        code = outcome.error_code
+        message = outcome.error_message[:_MAX_FITTED_MESSAGE]
+        if len(outcome.error_message) > _MAX_FITTED_MESSAGE:
+            message += " [cut short: the full error was over the fabric's message limit]"
+    name = ERROR_CODES.get(code, (InternalError.name, ""))[0]
+    body = json.dumps({"code": code, "error": name, "message": message}, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8")
+    return Outcome(ok=False, body=body, error_code=code, error_message=message)
+
+
+class DxlRequestCallback(RequestCallback):
+    """The dxlclient callback for one api name: runs the RequestHandler, sends Response or ErrorResponse,
+    never one over ``fabric_limit`` bytes on the fabric (:func:`fitted` replaces it)."""
+
+    def __init__(self, client: Any, handler: RequestHandler, api_name: str, *,
+                 fabric_limit: int | None = None) -> None:
         super().__init__()
         self._client = client
         self._handler = handler
         self._api_name = api_name
+        self._fabric_limit = fabric_limit
 
-    def on_request(self, request: Request) -> None:
-        """Answer ``request`` (on the incoming message thread)."""
-        outcome = self._handler.handle(self._api_name, request.payload)
+    def _response(self, request: Request, outcome: Outcome) -> Response:
         if outcome.ok:
             response: Response = Response(request)
         else:
             response = ErrorResponse(request, error_code=outcome.error_code, error_message=outcome.error_message)
         response.payload = outcome.body
+        return response
+
+    def on_request(self, request: Request) -> None:
+        """Answer ``request`` (on the incoming message thread)."""
+        outcome = self._handler.handle(self._api_name, request.payload)
+        response = self._response(request, outcome)
+        if self._fabric_limit is not None:
+            size = packet_size(response)
+            if size > self._fabric_limit:
+                logger.warning("The answer to %s would be %d bytes on the fabric, over fabricMessageLimit %d: "
+                               "sent a short error instead", self._api_name, size, self._fabric_limit)
+                response = self._response(request, fitted(outcome, self._api_name, size, self._fabric_limit))
         try:
             self._client.send_response(response)
         except Exception as exc:  # a lost connection: dxlclient logs it too; the requester times out

@@ -12,6 +12,8 @@ Tested with dxlclient 5.7.0.1 (``setup.py`` bounds it below 5.8). What is used, 
 - paho ``MQTTMessageInfo._condition``: the condition paho notifies when the message is written.
 - ``Message._message_id``: dxlclient has no setter for the id a message is sent under.
 - paho ``WebsocketWrapper._socket``: the TCP socket under a WebSocket connection.
+- ``Message._to_bytes``: the packed DXL envelope and payload, what dxlclient hands paho to publish; its size
+  is what the broker's ``messageSizeLimit`` counts (:func:`packet_size`).
 """
 from __future__ import annotations
 
@@ -101,6 +103,26 @@ def set_tcp_nodelay(dxl_client: Any) -> bool:
     return sock is not None and enable_tcp_nodelay(sock)
 
 
+#: The bytes of an MQTT PUBLISH around its payload, beside the topic: the fixed header (1), the
+#: remaining length (at most 4), the topic's length (2) and, above QoS 0, the packet id (2).
+MQTT_OVERHEAD = 9
+#: The most bytes msgpack puts in front of a payload of up to 4 GiB (bin 32: type byte and length).
+_MSGPACK_BIN_HEADER = 5
+
+
+def packet_size(message: Any) -> int:
+    """The size of the MQTT packet that would carry ``message`` (a dxlclient Message): its packed DXL
+    envelope and payload, the topic and MQTT's headers. The payload is not copied to work it out."""
+    payload = message._payload
+    message._payload = b""
+    try:
+        envelope = len(message._to_bytes())
+    finally:
+        message._payload = payload
+    topic = len((message.destination_topic or "").encode("utf-8"))
+    return envelope + len(payload or b"") + _MSGPACK_BIN_HEADER + topic + MQTT_OVERHEAD
+
+
 def missing() -> list[str]:
     """The private parts above that the installed dxlclient no longer has (empty when all are there)."""
     from dxlclient.client import DxlClient
@@ -118,6 +140,8 @@ def missing() -> list[str]:
         problems.append("paho MQTTMessageInfo._condition")
     if not hasattr(Event("/compat"), "_message_id"):
         problems.append("Message._message_id")
+    if not hasattr(Event("/compat"), "_payload") or not callable(getattr(Event("/compat"), "_to_bytes", None)):
+        problems.append("Message._payload and Message._to_bytes")
     if "self._socket =" not in inspect.getsource(WebsocketWrapper.__init__):
         problems.append("paho WebsocketWrapper._socket")
     return problems

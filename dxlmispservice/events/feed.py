@@ -3,7 +3,8 @@
 This is the fetch-incidents pattern (XSOAR's ``fetch-incidents``, OpenCTI's connector state). Every
 ``interval`` seconds one *poll* asks MISP's ``events/restSearch`` for the events whose *watermark field*
 is at or after the saved :class:`~dxlmispservice.events.feedstate.Position`, in ascending order of that field,
-with the configured filters. Each event goes out as ``{"Event": {...}}`` on
+with the configured filters. Each event goes out as ``{"feed": {...}, "Event": {...}}`` (the envelope of
+:mod:`~dxlmispservice.events.envelope`; a notice when it is too big for the fabric) on
 ``/opendxl-misp/event/feed[/<serviceUniqueId>]/event``, and the position is saved with *each* event.
 
 **The watermark field.** By default it is ``Event.timestamp``, which MISP sets on every change: the feed
@@ -21,10 +22,12 @@ again, and is then sent again. The dev MISP server does the same (its publish se
 only; its edits set ``timestamp`` and unpublish). The state file and the ``fetch_events`` cursor
 record which field they are keyed on.
 
-**How a poll pages.** Each request starts again at the saved position (``page=1``) and asks for
-``len(position.sent) + pageSize`` events: those already sent at the position's value come first,
-then at least ``pageSize`` new ones. A request never skips by offset, so an event edited while a poll
-runs (which moves it to the end of the order) cannot shift another event out of sight. The order is
+**How a poll pages.** Events go out in ``(value, uuid)`` order and the position is the keyset of the
+last one. Each request starts again at the position's value (``page=1``) and asks for ``pageSize + 1``
+events; MISP orders by the value alone, so a full answer is complete only below the largest value in
+it, and the page is the events after the position among those (:func:`fetch_page`; with none, the
+request asks for twice as many). A request never skips by offset, so an event edited while a poll runs
+(which moves it to the end of the order) cannot shift another event out of sight. The order is
 asked for with restSearch's ``order`` filter (``"Event.timestamp ASC"`` or ``"Event.publish_timestamp
 ASC"``, which MISP hands to its query as the ORDER BY; the OpenAPI spec does not list it,
 ``RestSearchComponent`` does). Each answer is also sorted here by ``(value, uuid)``, because the order
@@ -41,7 +44,8 @@ dropped whatever the server sent.
    it was (the hook is cancelled), and the next poll sends the event again;
 #. an fsync of the directory (and the rename here, for a publisher that has no network thread to run it).
 
-**Guarantees**, across restarts including ``kill -9``:
+**Guarantees**, across restarts including ``kill -9``. Nothing is lost up to the broker's socket; after a
+crash of the service, at most the one change in flight is sent again, with the same message id.
 
 - *No loss.* ``S`` moves past an event only after the event's bytes are in the kernel's socket buffer,
   which the kernel still sends after the process dies. What is not covered: a connection that is reset
@@ -78,8 +82,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from dxlmispservice.events.envelope import feed_message, feed_notice
 from dxlmispservice.events.worker import Worker
-from dxlmispservice.events.publisher import EventPayload, Publisher
+from dxlmispservice.events.publisher import EventPayload, Publisher, TooLarge
 from dxlmispservice.names import feed_topic
 from dxlmispservice.errors import ConfigError, InternalError, InvalidArguments, MispServiceError
 from dxlmispservice.events.feedstate import (CHANGES, PUBLICATIONS, Position, decode_cursor, encode_cursor,
@@ -97,6 +102,8 @@ MESSAGE_ID_NAMESPACE = uuidlib.UUID("5b0f4f5e-2f0c-4d53-9c1c-6d1f3f0e7a41")
 #: ``fetch_events``: events per answer when the request names no limit, and the most it may name.
 DEFAULT_FETCH_LIMIT = 100
 MAX_FETCH_LIMIT = 1000
+#: The most events one restSearch of the feed asks for (to see past events that share one value).
+MAX_ASK = 10_000
 
 
 @dataclass(frozen=True)
@@ -171,15 +178,17 @@ class Filters:
 
 @dataclass(frozen=True)
 class Page:
-    """New events after a position, sorted by ``(value, uuid)``; ``more`` when MISP has others."""
+    """New events after a position, sorted by ``(value, uuid)``; ``more`` when MISP has others; ``ask``:
+    how many events the last restSearch asked for (a hint for the next poll at the same value)."""
 
     events: tuple[dict[str, Any], ...]
     more: bool
+    ask: int = 0
 
 
 def event_key(event: dict[str, Any], field: str = CHANGES) -> tuple[int, str]:
-    """``(value of field, uuid)`` of an inner ``Event`` dict."""
-    return int(event[field]), str(event["uuid"])
+    """``(value of field, uuid)`` of an inner ``Event`` dict (the uuid in lower case, as keysets compare)."""
+    return int(event[field]), str(event["uuid"]).lower()
 
 
 def feed_message_id(topic: str, field: str, uuid: str, value: int) -> str:
@@ -188,32 +197,49 @@ def feed_message_id(topic: str, field: str, uuid: str, value: int) -> str:
     return "{" + str(uuidlib.uuid5(MESSAGE_ID_NAMESPACE, f"{topic}\n{field}\n{uuid}\n{value}")) + "}"
 
 
-def fetch_page(misp: Any, position: Position, filters: Filters, limit: int) -> Page:
-    """Up to ``limit`` events at or after ``position`` (in its field) and not yet delivered, oldest first.
+def fetch_page(misp: Any, position: Position, filters: Filters, limit: int, *, ask: int = 0) -> Page:
+    """Up to ``limit`` events after ``position`` (in its ``(value, uuid)`` order), oldest first.
 
-    ``misp`` is a MispConnection: its errors (MispUnavailable, MispRefused) propagate.
+    restSearch orders by the value only, and ties come back in any order, so one request for ``ask``
+    events (from the position's value, page 1) is complete only below the largest value it holds when it
+    comes back full. The events after the position among those complete ones are the page; when there
+    are none (many events share one value), the request is repeated asking for twice as many, up to
+    :data:`MAX_ASK`. ``misp`` is a MispConnection: its errors (MispUnavailable, MispRefused) propagate.
     """
     field = position.field
     if field != filters.watermark:
         raise InternalError(f"a position in {field} order cannot page a feed that follows {filters.watermark}")
-    ask = len(position.sent) + limit
-    answer = misp.call(lambda pymisp: pymisp.search(
-        controller="events", return_format="json", pythonify=False, **{field: position.timestamp},
-        limit=ask, page=1, order=SEARCH_ORDERS[field], **filters.search_kwargs()))
-    if not isinstance(answer, list):
-        raise InternalError(f"MISP's events/restSearch answered a {type(answer).__name__}, not a list")
-    fresh: list[dict[str, Any]] = []
+    ask = min(max(ask, limit + 1), MAX_ASK)
+    while True:
+        answer = misp.call(lambda pymisp, ask=ask: pymisp.search(
+            controller="events", return_format="json", pythonify=False, **{field: position.timestamp},
+            limit=ask, page=1, order=SEARCH_ORDERS[field], **filters.search_kwargs()))
+        if not isinstance(answer, list):
+            raise InternalError(f"MISP's events/restSearch answered a {type(answer).__name__}, not a list")
+        keyed = _keyed(answer, field)
+        full = len(answer) >= ask
+        edge = max((key[0] for key, _ in keyed), default=position.timestamp)
+        fresh = sorted(((key, event) for key, event in keyed
+                        if (not full or key[0] < edge) and not position.delivered(key[1], key[0])),
+                       key=lambda pair: pair[0])
+        if fresh or not full:
+            return Page(tuple(event for _, event in fresh[:limit]), more=full or len(fresh) > limit, ask=ask)
+        if ask >= MAX_ASK:
+            raise InternalError(f"more than {MAX_ASK} events share Event.{field} {edge}: the feed cannot page "
+                                "past them")
+        ask = min(ask * 2, MAX_ASK)
+
+
+def _keyed(answer: list[Any], field: str) -> list[tuple[tuple[int, str], dict[str, Any]]]:
+    """The events of a restSearch answer with their ``(value, uuid)``; unusable results are skipped."""
+    keyed = []
     for item in answer:
         event = item.get("Event", item) if isinstance(item, dict) else None
         try:
-            timestamp, uuid = event_key(event, field)  # type: ignore[arg-type]
+            keyed.append((event_key(event, field), event))  # type: ignore[arg-type]
         except (KeyError, TypeError, ValueError):
             logger.warning("Skipped a restSearch result with no usable uuid and %s", field)
-            continue
-        if not position.delivered(uuid, timestamp):
-            fresh.append(event)  # type: ignore[arg-type]
-    fresh.sort(key=lambda e: event_key(e, field))
-    return Page(tuple(fresh[:limit]), more=len(answer) >= ask or len(fresh) > limit)
+    return keyed
 
 
 class Feed:
@@ -239,6 +265,9 @@ class Feed:
                               description="The event feed thread", log=logger)
         self._stop = self._worker.stopping
         self._position: Position | None = None
+        self._ask = 0  # the last restSearch size at the position's value (see fetch_page)
+        self._ask_at: tuple[int, str] | None = None
+        self.notices = 0  # events published as notices: too big for the fabric
 
     @property
     def topic(self) -> str:
@@ -273,7 +302,10 @@ class Feed:
         """
         published = 0
         while not self._stop.is_set():
-            page = fetch_page(self._misp, self.position, self._filters, self._settings.page_size)
+            at = (self.position.timestamp, self.position.field)
+            page = fetch_page(self._misp, self.position, self._filters, self._settings.page_size,
+                              ask=self._ask if self._ask_at == at else 0)
+            self._ask, self._ask_at = page.ask, at
             for event in page.events:
                 if self._stop.is_set():
                     return published
@@ -286,12 +318,21 @@ class Feed:
     def _deliver(self, event: dict[str, Any]) -> None:
         field = self._filters.watermark
         value, uuid = event_key(event, field)
-        after = self.position.after(uuid, value)
+        previous = self.position
+        after = previous.after(uuid, value)
         prepared = prepare_position(self._settings.state_file, after)
-        payload = EventPayload({"Event": event}, feed_message_id(self._topic, field, uuid, value),
-                               on_written=prepared.replace)
+        message_id = feed_message_id(self._topic, field, str(event["uuid"]), value)
+        message = feed_message(event, after.to_dict(), previous.to_dict(), message_id)
         try:
-            self._publisher(self._topic, payload)
+            try:
+                self._publisher(self._topic, EventPayload(message, message_id, on_written=prepared.replace))
+            except TooLarge as exc:  # nothing was sent: a notice that fits goes in its place
+                self.notices += 1
+                logger.warning("Event feed: event %s (%s %d) is %d bytes on the fabric, over its limit of %d: "
+                               "published a notice instead (%d so far); get_event gives the event in pages",
+                               event.get("uuid"), field, value, exc.size, exc.limit, self.notices)
+                self._publisher(self._topic, EventPayload(feed_notice(message), message_id,
+                                                          on_written=prepared.replace))
         except BaseException:
             if prepared.replaced:  # it was written, and the state moved with it
                 self._position = after
@@ -376,9 +417,9 @@ def fetch_events(misp: Any, payload: dict[str, Any]) -> dict[str, Any]:
         except ValueError as exc:
             raise InvalidArguments(f"since: {exc}") from exc
     page = fetch_page(misp, position, filters, limit)
+    items = []
     for event in page.events:
         timestamp, uuid = event_key(event, position.field)
-        position = position.after(uuid, timestamp)
-    return {"events": [{"Event": event} for event in page.events],
-            "next": encode_cursor(position, filters.to_payload()),
-            "more": page.more}
+        previous, position = position, position.after(uuid, timestamp)
+        items.append({"feed": {"position": position.to_dict(), "previous": previous.to_dict()}, "Event": event})
+    return {"events": items, "next": encode_cursor(position, filters.to_payload()), "more": page.more}

@@ -6,11 +6,12 @@ unpublishes the event), and ``publish_timestamp``, set by every publication (pub
 order. The feed follows one of them, its *watermark field*: ``timestamp`` (every change) or, with
 publishedOnly, ``publish_timestamp`` (every publication).
 
-A :class:`Position` is "every change up to here has been delivered": the field, a value ``T`` of it and
-the uuids of the events already delivered *at* ``T``. The sent set is keyed by ``(uuid, T)``; since it
-only ever holds entries at the position's own value, it is stored as the uuids alone. An event changed
-(or published) again later gets a larger value, is not in the set, and so is delivered again: once per
-change (or publication).
+A :class:`Position` is "every change up to here has been delivered", as a keyset: the field, a value
+``T`` of it and the uuid ``U`` of the last event delivered at ``T``. Changes are delivered in ``(value,
+uuid)`` order, so every change at or before ``(T, U)`` is behind the position, whatever the number of
+events that share one value: the position (and the cursor) stays small. ``U`` is ``""`` when nothing at
+``T`` is delivered yet. An event changed (or published) again later gets a larger value and is
+delivered again: once per change (or publication).
 
 The same position is saved in the feed's state file and handed to pulling clients as an opaque cursor
 (:func:`encode_cursor`). The state file is replaced in two steps, :func:`prepare_position` (the next
@@ -36,8 +37,9 @@ CHANGES = "timestamp"
 PUBLICATIONS = "publish_timestamp"
 FIELDS = (CHANGES, PUBLICATIONS)
 
-#: Version 1 files and cursors (no ``field``) were always keyed on ``timestamp``; version 2 names the field.
-STATE_VERSION = 2
+#: Version 1 files and cursors (no ``field``) were keyed on ``timestamp``; version 2 named the field; both
+#: held the uuids sent at the position's value (``sent``). Version 3 is the keyset ``(timestamp, uuid)``.
+STATE_VERSION = 3
 NEXT_SUFFIX = ".next"
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
@@ -46,10 +48,10 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 @dataclass(frozen=True)
 class Position:
-    """Every change with ``field`` below ``timestamp`` is delivered, and so are ``sent`` at it."""
+    """Every change up to ``(timestamp, uuid)``, in ``(field value, uuid)`` order, is delivered."""
 
     timestamp: int
-    sent: frozenset[str] = frozenset()
+    uuid: str = ""
     field: str = CHANGES
 
     def __post_init__(self) -> None:
@@ -58,39 +60,45 @@ class Position:
 
     def delivered(self, uuid: str, timestamp: int) -> bool:
         """Whether the change ``(uuid, timestamp)`` is behind this position."""
-        return timestamp < self.timestamp or (timestamp == self.timestamp and uuid in self.sent)
+        return (timestamp, uuid) <= (self.timestamp, self.uuid)
 
     def after(self, uuid: str, timestamp: int) -> Position:
         """The position once ``(uuid, timestamp)`` is delivered too (changes come in ascending order)."""
-        if timestamp > self.timestamp:
-            return Position(timestamp, frozenset((uuid,)), self.field)
-        if timestamp == self.timestamp:
-            return Position(timestamp, self.sent | {uuid}, self.field)
-        raise ValueError(f"change at {timestamp} is behind the position at {self.timestamp}")
+        if self.delivered(uuid, timestamp):
+            raise ValueError(f"change ({timestamp}, {uuid}) is behind the position ({self.timestamp}, {self.uuid})")
+        return Position(timestamp, uuid, self.field)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form: ``{"field": F, "timestamp": T, "sent": [uuid, ...]}``."""
-        return {"field": self.field, "timestamp": self.timestamp, "sent": sorted(self.sent)}
+        """The JSON form: ``{"field": F, "timestamp": T, "uuid": U}``."""
+        return {"field": self.field, "timestamp": self.timestamp, "uuid": self.uuid}
 
     @classmethod
     def from_dict(cls, data: Any, *, version: Any = STATE_VERSION) -> Position:
-        """Parse the JSON form of ``version`` (1: no field, always ``timestamp``); ValueError if not one."""
+        """Parse the JSON form of ``version``; ValueError if it is not one. Versions 1 and 2 (a set of uuids
+        sent at the value) become ``(timestamp, "")``: the events at that value are sent again, under their
+        same message ids, and none is lost."""
         if not isinstance(data, dict):
             raise ValueError("not an object")
         if version == 1:
             field = CHANGES
-        elif version == STATE_VERSION:
+        elif version in (2, STATE_VERSION):
             field = data.get("field")
             if field not in FIELDS:
                 raise ValueError(f"field must be one of {list(FIELDS)}")
         else:
             raise ValueError(f"unknown version {version!r}")
-        timestamp, sent = data.get("timestamp"), data.get("sent", [])
-        if isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0:
-            raise ValueError("timestamp must be a non-negative integer")
-        if not isinstance(sent, list) or not all(isinstance(u, str) for u in sent):
-            raise ValueError("sent must be a list of uuids")
-        return cls(timestamp, frozenset(sent), field)
+        timestamp = data.get("timestamp")
+        if isinstance(timestamp, bool) or not isinstance(timestamp, int) or not 0 <= timestamp <= MAX_TIMESTAMP:
+            raise ValueError(f"timestamp must be an integer from 0 to {MAX_TIMESTAMP}")
+        if version != STATE_VERSION:
+            sent = data.get("sent", [])
+            if not isinstance(sent, list) or not all(isinstance(u, str) for u in sent):
+                raise ValueError("sent must be a list of uuids")
+            return cls(timestamp, "", field)
+        uuid = data.get("uuid")
+        if not isinstance(uuid, str) or len(uuid) > 64:
+            raise ValueError("uuid must be a string of at most 64 characters")
+        return cls(timestamp, uuid, field)
 
 
 # --- the state file ------------------------------------------------------------------------------

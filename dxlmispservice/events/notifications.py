@@ -13,6 +13,9 @@ What it promises:
 - **Heartbeats.** ``misp_json_self`` is always subscribed to, to see that MISP's publisher is alive,
   but it is forwarded only when it is configured. When nothing at all has arrived for
   ``silence_intervals`` heartbeat intervals a warning is logged, and an info line once frames come back.
+- **Nothing over the fabric's limit.** A frame whose DXL event would be over the fabric's message limit
+  is forwarded as a notice that fits (:func:`~dxlmispservice.events.envelope.frame_notice`: its topic, its
+  size, ``complete: false`` and the event and attribute uuids it names), logged and counted.
 - **One failure is one failure.** A frame that is not JSON is logged and dropped; a publish that raises
   is logged, and the next frame still goes out. The receive loop itself never dies of an exception.
 - **Restarts of MISP.** ZeroMQ reconnects the SUB socket by itself, so forwarding resumes when MISP's
@@ -32,7 +35,8 @@ from typing import Any
 import zmq
 
 from dxlmispservice.events.worker import Worker
-from dxlmispservice.events.publisher import Publisher, PublishError
+from dxlmispservice.events.envelope import frame_notice
+from dxlmispservice.events.publisher import Publisher, PublishError, TooLarge
 from dxlmispservice.names import notification_topic
 from dxlmispservice.errors import ConfigError
 
@@ -97,6 +101,7 @@ class Forwarder:
         self.forwarded = 0
         self.failed = 0
         self.dropped = 0
+        self.notices = 0  # frames forwarded as notices: too big for the fabric
 
     @property
     def endpoint(self) -> str:
@@ -199,7 +204,13 @@ class Forwarder:
             return
         dxl_topic = notification_topic(topic, self._service_unique_id)
         try:
-            self._publisher(dxl_topic, payload)
+            try:
+                self._publisher(dxl_topic, payload)
+            except TooLarge as exc:  # nothing was sent: a notice that fits goes in its place
+                self.notices += 1
+                logger.warning("The ZeroMQ notification %s is %d bytes on the fabric, over its limit of %d: "
+                               "forwarded a notice instead (%d so far)", topic, exc.size, exc.limit, self.notices)
+                self._publisher(dxl_topic, frame_notice(topic, exc.size, payload))
         except PublishError as exc:  # the fabric is away or slow: one line, no traceback per frame
             self.failed += 1
             logger.warning("Did not forward the ZeroMQ notification %s to DXL (%s): %s", topic, dxl_topic, exc)

@@ -65,6 +65,17 @@ class PublishError(InternalError):
     """A DXL event that was refused, or that did not reach the broker socket in time: treat it as not sent."""
 
 
+class TooLarge(PublishError):
+    """A DXL event whose packet would be over the fabric's message limit: not sent (the broker would have
+    disconnected the service). ``size`` and ``limit`` in bytes."""
+
+    def __init__(self, topic: str, size: int, limit: int) -> None:
+        super().__init__(f"The DXL event on {topic} would be {size} bytes on the fabric, over "
+                         f"fabricMessageLimit {limit}: not sent")
+        self.size = size
+        self.limit = limit
+
+
 class EventPayload(dict):  # type: ignore[type-arg]
     """A JSON payload (a dict) that names the DXL ``message_id`` to send it under, and optionally a hook to
     run the moment it is written into the socket (module docstring)."""
@@ -134,23 +145,25 @@ class _WrittenHooks:
             return not hook.ran
 
 
-def dxl_publisher(dxl_client: Any, *, size_warning: int | None = None,
+def dxl_publisher(dxl_client: Any, *, limit: int | None = None,
                   write_timeout: float = WRITE_TIMEOUT) -> Publisher:
     """A :data:`Publisher` sending compact JSON DXL events through ``dxl_client``; each call returns once
     the message is in the broker socket, or raises :class:`PublishError`.
 
-    An event over ``size_warning`` bytes is still sent, with a warning: brokers drop messages over
-    their ``messageSizeLimit`` (about 1 MiB by default) without a word. A client whose ``send_event``
-    does not go through a paho ``publish`` (a test double) is not waited for."""
+    An event whose MQTT packet would be over ``limit`` bytes (the fabric's ``messageSizeLimit``, which
+    the real broker enforces by disconnecting the sender) is not sent: :class:`TooLarge`, and the caller
+    sends a notice that fits instead. A client whose ``send_event`` does not go through a paho ``publish``
+    (a test double) is not waited for."""
     captured, hooks = _instrument(dxl_client)
 
     def publish(topic: str, payload: dict) -> None:
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        if size_warning is not None and len(body) > size_warning:
-            logger.warning("The DXL event on %s is %d bytes, over %d: a broker may drop it", topic, len(body),
-                           size_warning)
         event = Event(topic)
         event.payload = body
+        if limit is not None:
+            size = compat.packet_size(event)
+            if size > limit:
+                raise TooLarge(topic, size, limit)
         message_id = getattr(payload, "message_id", None)
         if message_id:
             compat.set_message_id(event, message_id)

@@ -33,7 +33,16 @@ from dxlmispservice.settings.zeromq import ZmqSettings
 
 SECTIONS = (GENERAL, FEED, PROXIES, INCOMING_POOL, CALLBACK_POOL)
 
-__all__ = ["CALLBACK_POOL", "ENV_PREFIX", "FEED", "FEED_KEYS", "GENERAL", "GENERAL_KEYS", "INCOMING_POOL",
+#: The largest MQTT packet the real OpenDXL broker takes (its ``messageSizeLimit``): it disconnects a client
+#: that publishes more.
+FABRIC_MESSAGE_LIMIT = 1_048_576
+#: What an answer needs on the fabric beside its JSON body: the DXL envelope of a Response (measured with
+#: dxlclient 5.7.0.1: 215 bytes with its ids, 217 for an ErrorResponse plus its message), the requester's
+#: reply topic, MQTT's headers, and room for an error message. ``maxResponseSize`` may be at most
+#: ``fabricMessageLimit`` less this.
+ANSWER_RESERVE = 4096
+
+__all__ = ["ANSWER_RESERVE", "CALLBACK_POOL", "FABRIC_MESSAGE_LIMIT", "ENV_PREFIX", "FEED", "FEED_KEYS", "GENERAL", "GENERAL_KEYS", "INCOMING_POOL",
            "POOL_KEYS", "PROXIES", "SECTIONS", "FeedSettings", "PoolSettings", "Settings", "ZmqSettings"]
 
 
@@ -53,6 +62,7 @@ class Settings:
     timeout: float = 30.0
     proxies: Mapping[str, str] = field(default_factory=dict)
     max_response_size: int = 1_000_000
+    fabric_message_limit: int = FABRIC_MESSAGE_LIMIT
     incoming_pool: PoolSettings = field(default_factory=PoolSettings)
     callback_pool: PoolSettings = field(default_factory=PoolSettings)
     zeromq: ZmqSettings | None = None
@@ -75,6 +85,14 @@ class Settings:
         misp_url = general.misp_url(section)
         api_key = secret(section, "apiKey", environ, required=True) or ""
         try:  # a message may quote a value: the key is cut out of it
+            fabric_limit = section.integer("fabricMessageLimit", FABRIC_MESSAGE_LIMIT, minimum=65_536)
+            max_response_size = section.integer("maxResponseSize", min(1_000_000, fabric_limit - ANSWER_RESERVE),
+                                                minimum=1024)
+            if max_response_size > fabric_limit - ANSWER_RESERVE:
+                raise section.error("maxResponseSize", f"{max_response_size} leaves too little room under "
+                                    f"fabricMessageLimit {fabric_limit} for the DXL envelope",
+                                    f"at most {fabric_limit - ANSWER_RESERVE} (fabricMessageLimit less "
+                                    f"{ANSWER_RESERVE} bytes)")
             verify = section.boolean("verifyCertificate", True)
             client_certificate = section.path("clientCertificate")
             client_key = section.path("clientKey")
@@ -93,7 +111,8 @@ class Settings:
                 client_key=client_key,
                 timeout=section.number("requestTimeout", 30.0, minimum=0.001),
                 proxies=proxies.parse(parser),
-                max_response_size=section.integer("maxResponseSize", 1_000_000, minimum=1024),
+                max_response_size=max_response_size,
+                fabric_message_limit=fabric_limit,
                 incoming_pool=pools.parse(parser, INCOMING_POOL, base_dir),
                 callback_pool=pools.parse(parser, CALLBACK_POOL, base_dir),
                 zeromq=zeromq.parse(section, urlsplit(misp_url).hostname or "", environ),

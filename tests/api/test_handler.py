@@ -13,6 +13,7 @@ from pymisp import MISPEvent
 from dxlmispservice.errors import (InternalError, InvalidArguments, InvalidPayload, MispRefused,
                                    MispUnavailable, ResponseTooLarge)
 from dxlmispservice.api.handler import DxlRequestCallback, Outcome, RequestHandler, decode_payload
+from dxlmispservice.compat.dxlclient import packet_size
 from dxlmispservice.api.rawjson import RawJson
 
 KEY = "handlerKey0123456789abcdefghijklmnopqrs"
@@ -300,3 +301,39 @@ def test_nan_and_infinity_are_invalid_payload(raw: bytes) -> None:
     """NaN, Infinity and -Infinity anywhere in a payload are invalid_payload naming the constant."""
     with pytest.raises(InvalidPayload, match="not a JSON number"):
         decode_payload(raw)
+
+
+def test_an_answer_over_the_fabric_limit_is_sent_as_response_too_large(misp: FakeMisp) -> None:
+    """An answer under maxResponseSize whose packet (envelope and topic included) is over the fabric's
+    limit goes out as a short response_too_large error that fits, naming both sizes."""
+    client = FakeDxlClient()
+    handler = RequestHandler(TABLE, misp, max_response_size=200_000)
+    DxlRequestCallback(client, handler, "sized", fabric_limit=70_000).on_request(request(b'{"n": 69950}'))
+    (sent,) = client.sent
+    assert isinstance(sent, ErrorResponse) and sent.error_code == 5
+    assert "over fabricMessageLimit 70000" in sent.error_message and packet_size(sent) <= 70_000
+    assert json.loads(sent.payload)["error"] == "response_too_large"
+
+
+def test_an_answer_just_under_the_fabric_limit_is_sent_whole(misp: FakeMisp) -> None:
+    """The limit counts the whole packet: an answer whose packet is at the limit is sent as it is."""
+    client = FakeDxlClient()
+    handler = RequestHandler(TABLE, misp, max_response_size=200_000)
+    DxlRequestCallback(client, handler, "sized", fabric_limit=70_000).on_request(request(b'{"n": 69000}'))
+    (sent,) = client.sent
+    assert type(sent) is Response and packet_size(sent) <= 70_000
+
+
+def test_an_error_over_the_fabric_limit_keeps_its_code_and_drops_misps_json(misp: FakeMisp) -> None:
+    """A misp_refused whose MISP JSON would not fit keeps code 3 and a short message, without that JSON."""
+    def big_refusal(misp: FakeMisp, payload: dict[str, Any]) -> Any:
+        raise MispRefused("MISP refused the call (HTTP 403): " + "x" * 5000, status=403,
+                          payload={"errors": ["y" * 100_000]})
+
+    client = FakeDxlClient()
+    handler = RequestHandler({"big": big_refusal}, misp, max_response_size=200_000)
+    DxlRequestCallback(client, handler, "big", fabric_limit=70_000).on_request(request(b"{}"))
+    (sent,) = client.sent
+    assert isinstance(sent, ErrorResponse) and sent.error_code == 3 and packet_size(sent) <= 70_000
+    assert sent.error_message.endswith("[cut short: the full error was over the fabric's message limit]")
+    assert json.loads(sent.payload)["error"] == "misp_refused"

@@ -125,7 +125,8 @@ def test_small_pages_send_every_event_once_in_order(devstack: StackHandle, dxl_r
     assert len(events) == len(made)
     assert timestamps(events) == sorted(timestamps(events))
     assert {e["Event"]["info"] for e in events} == {f"paged {i}" for i in range(40)}
-    assert all(set(e) == {"Event"} for e in events)
+    assert all(set(e) == {"feed", "Event"} and e["feed"]["complete"] for e in events)
+    assert all(later["feed"]["previous"] == earlier["feed"]["position"] for earlier, later in zip(events, events[1:]))
 
 
 def test_edited_event_is_sent_again_once(devstack: StackHandle, dxl_requester: Requester, tmp_path: Path) -> None:
@@ -208,7 +209,7 @@ def test_published_only_sends_an_event_published_later(devstack: StackHandle, dx
     state_file = read_service_config(tmp_path / "service")["Feed"]["stateFile"]
     state = json.loads(Path(state_file).read_text())
     assert (state["field"], state["timestamp"]) == ("publish_timestamp", int(events[-1]["Event"]["publish_timestamp"]))
-    assert draft["uuid"] in state["sent"]  # with "a later poll" when both were published in one second
+    assert state["uuid"] == events[-1]["Event"]["uuid"] == draft["uuid"]  # the keyset of the last change
 
 
 # --- kill -9 in the middle of a run ------------------------------------------------------------------
@@ -334,3 +335,33 @@ def test_kill_9_mid_run_loses_nothing(devstack: StackHandle, dxl_requester: Requ
     if repeated:
         warnings.warn(f"feed kill -9: {len(repeated)} of {KILLS} kills hit feed.py's window (the change in "
                       "flight was sent again after the restart)")
+
+
+def test_a_big_event_between_two_small_ones_is_a_notice_and_the_service_stays_connected(
+        devstack: StackHandle, dxl_requester: Requester, tmp_path: Path) -> None:
+    """A 4,000-attribute event (over the dev fabric's 1 MiB limit) between two small ones: all three are
+    announced in order, the big one as a notice that fits, the service is never cut off by the broker, and
+    it answers a request afterwards."""
+    misp, now = devstack.misp(), int(time.time())
+    before = add_event(misp, "small before", now - 30)
+    body = {"info": "big", "timestamp": now - 20, "threat_level_id": 4,
+            "Attribute": [{"type": "text", "category": "Other", "value": f"{n:05d} " + "v" * 600}
+                          for n in range(4000)]}
+    big = misp.add_event(body, pythonify=False)["Event"]
+    after = add_event(misp, "small after", now - 10)
+    broker_log = Path(devstack.info["workdir"], "broker", "mosquitto.log")
+    log_size = broker_log.stat().st_size
+    with feed_service(devstack, dxl_requester, tmp_path, "feed-big") as (service, waiter):
+        events = wait_for_uuid(waiter, after["uuid"])
+        answer = dxl_requester.request("/opendxl-misp/service/misp-api/feed-big/get_event",
+                                       {"event_id": before["id"]})
+        log = service.log_text()
+    assert uuids(events) == [before["uuid"], big["uuid"], after["uuid"]]
+    notice = events[1]
+    assert notice["feed"]["complete"] is False and notice["feed"]["size"] > 1_048_576
+    assert notice["Event"]["uuid"] == big["uuid"] and notice["Event"]["attribute_count"] == "4000"
+    assert "Attribute" not in notice["Event"] and events[0]["feed"]["complete"] and events[2]["feed"]["complete"]
+    assert events[2]["feed"]["previous"] == notice["feed"]["position"]
+    assert answer.ok and answer.payload["Event"]["uuid"] == before["uuid"]
+    assert "published a notice instead" in log and "Disconnected" not in log
+    assert "oversize packet" not in broker_log.read_text(errors="replace")[log_size:]

@@ -65,7 +65,8 @@ def test_cursor_pages_return_every_event_once(devstack: StackHandle, dxl_request
     assert Counter(map(key, events)) == Counter(made)
     assert [k[1] for k in map(key, events)] == sorted(k[1] for k in map(key, events))
     assert max(sizes) == 4 and len(sizes) >= 6
-    assert all(set(e) == {"Event"} for e in events)
+    assert all(set(e) == {"feed", "Event"} for e in events)
+    assert all(b["feed"]["previous"] == a["feed"]["position"] for a, b in zip(events, events[1:]))
     assert fetch(dxl_requester, {"cursor": last, "limit": 4}) == {"events": [], "next": last, "more": False}
 
 

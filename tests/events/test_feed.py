@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from dxlmispservice.events import feedstate
-from dxlmispservice.events.publisher import EventPayload
+from dxlmispservice.events.publisher import EventPayload, TooLarge
 from dxlmispservice.errors import ConfigError, InvalidArguments, MispUnavailable
 from dxlmispservice.events.feed import SEARCH_ORDERS, Feed, Filters, feed_message_id, feed_topic, fetch_events
 from dxlmispservice.events.feedstate import PUBLICATIONS, Position, encode_cursor, load_position, save_position
@@ -101,8 +101,9 @@ class ListPublisher:
     ``on_publish``, which stands for that moment), unless ``run_hooks`` is off (a publisher without a
     network thread)."""
 
-    def __init__(self, fail_after: int | None = None, *, run_hooks: bool = True) -> None:
+    def __init__(self, fail_after: int | None = None, *, run_hooks: bool = True, limit: int | None = None) -> None:
         self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.limit = limit
         self.fail_after = fail_after
         self.run_hooks = run_hooks
         self.on_publish: Callable[[dict[str, Any]], None] = lambda event: None
@@ -110,6 +111,9 @@ class ListPublisher:
     def __call__(self, topic: str, payload: dict[str, Any]) -> None:
         if self.fail_after is not None and len(self.sent) >= self.fail_after:
             raise RuntimeError("simulated crash")
+        size = len(json.dumps(payload).encode())
+        if self.limit is not None and size > self.limit:
+            raise TooLarge(topic, size, self.limit)
         self.sent.append((topic, payload))
         self.on_publish(payload["Event"])
         on_written = getattr(payload, "on_written", None)
@@ -324,19 +328,19 @@ def test_published_only_state_file_records_its_field(state_file: str) -> None:
     misp, out = FakeMisp(), ListPublisher()
     misp.add("e", NOW - 5)
     make_feed(make_settings(state_file, published_only=True), misp, out).poll_once()
-    assert load_position(state_file) == Position(NOW - 5, frozenset({"e"}), PUBLICATIONS)
+    assert load_position(state_file) == Position(NOW - 5, "e", PUBLICATIONS)
 
 
 @pytest.mark.parametrize("saved_field,published_only", [("timestamp", True), ("publish_timestamp", False)])
 def test_a_state_file_of_the_other_field_stops_the_start(state_file: str, saved_field: str,
                                                         published_only: bool) -> None:
     """Switching publishedOnly over an existing state file is a ConfigError naming the file; it is kept."""
-    save_position(state_file, Position(NOW - 60, frozenset({"x"}), saved_field))
+    save_position(state_file, Position(NOW - 60, "x", saved_field))
     feed = make_feed(make_settings(state_file, published_only=published_only), FakeMisp(), ListPublisher())
     with pytest.raises(ConfigError, match="feed.json") as caught:
         feed.start()
     assert "lookback" in caught.value.message and saved_field in caught.value.message
-    assert load_position(state_file) == Position(NOW - 60, frozenset({"x"}), saved_field)
+    assert load_position(state_file) == Position(NOW - 60, "x", saved_field)
 
 
 # --- delivering one event: prepare, publish, commit ------------------------------------------------
@@ -364,8 +368,8 @@ def test_the_next_state_is_on_disk_before_the_publish_and_in_place_after(state_f
     feed.poll_once()
     assert steps == ["fsync", "publish", "replace", "fsync"] * 2
     first, second = out.changes()
-    assert on_disk == [(Position(NOW - DAY), Position(first[1], frozenset({first[0]}))),
-                       (Position(first[1], frozenset({first[0]})), Position(second[1], frozenset({second[0]})))]
+    assert on_disk == [(Position(NOW - DAY), Position(first[1], first[0])),
+                       (Position(first[1], first[0]), Position(second[1], second[0]))]
     assert os.listdir(os.path.dirname(state_file)) == ["feed.json"]
 
 
@@ -382,7 +386,7 @@ def test_the_rename_happens_inside_the_publish_when_the_publisher_runs_on_writte
 
     out = Checking()
     make_feed(make_settings(state_file), misp, out).poll_once()
-    assert in_place == [Position(t, frozenset({u})) for u, t in out.changes()]
+    assert in_place == [Position(t, u) for u, t in out.changes()]
 
 
 def test_a_publish_that_raises_after_its_rename_moves_the_feed_on(state_file: str) -> None:
@@ -411,7 +415,7 @@ def test_a_failed_publish_leaves_the_state_and_no_prepared_file(state_file: str)
     expected = populate(misp, 3)
     with pytest.raises(RuntimeError):
         make_feed(make_settings(state_file), misp, ListPublisher(fail_after=1)).poll_once()
-    assert load_position(state_file) == Position(expected[0][1], frozenset({expected[0][0]}))
+    assert load_position(state_file) == Position(expected[0][1], expected[0][0])
     assert os.listdir(os.path.dirname(state_file)) == ["feed.json"]
 
 
@@ -439,7 +443,8 @@ def test_a_crash_between_the_write_and_the_rename_repeats_that_event_only(state_
 
 
 def test_each_feed_event_names_a_stable_message_id(state_file: str) -> None:
-    """The payload is {"Event": ...} with a message id from (topic, field, uuid, value): same change, same id."""
+    """The payload is {"feed": ..., "Event": ...} with a message id from (topic, field, uuid, value): same
+    change, same id; the envelope names the change's position, the one before it and that id."""
     misp, out = FakeMisp(), ListPublisher()
     misp.add("e", NOW - 9)
     feed = make_feed(make_settings(state_file), misp, out, service_unique_id="svc")
@@ -447,8 +452,13 @@ def test_each_feed_event_names_a_stable_message_id(state_file: str) -> None:
     misp.edit("e", NOW - 3)
     feed.poll_once()
     (topic, one), (_, two) = out.sent
-    assert isinstance(one, EventPayload) and one == {"Event": misp.events["e"] | {
-        "timestamp": str(NOW - 9), "info": "event e", "published": True}}
+    event = misp.events["e"] | {"timestamp": str(NOW - 9), "info": "event e", "published": True}
+    assert isinstance(one, EventPayload) and one["Event"] == event and set(one) == {"feed", "Event"}
+    assert one["feed"] == {"position": {"field": "timestamp", "timestamp": NOW - 9, "uuid": "e"},
+                           "previous": {"field": "timestamp", "timestamp": NOW - DAY, "uuid": ""},
+                           "message_id": one.message_id, "complete": True,
+                           "size": len(json.dumps(event, separators=(",", ":")).encode())}
+    assert two["feed"]["previous"] == one["feed"]["position"]
     assert one.message_id == feed_message_id(topic, "timestamp", "e", NOW - 9)
     assert two.message_id == feed_message_id(topic, "timestamp", "e", NOW - 3) != one.message_id
     assert one.message_id == feed_message_id(topic, "timestamp", "e", NOW - 9)
@@ -634,7 +644,7 @@ def test_fetch_events_published_only_follows_publications() -> None:
     misp.publish("draft", NOW - 10)
     second = fetch_events(misp, {"cursor": first["next"]})
     assert [e["Event"]["uuid"] for e in first["events"] + second["events"]] == ["early", "draft"]
-    assert feedstate.decode_cursor(second["next"])[0] == Position(NOW - 10, frozenset({"draft"}), PUBLICATIONS)
+    assert feedstate.decode_cursor(second["next"])[0] == Position(NOW - 10, "draft", PUBLICATIONS)
     assert all(c["order"] == SEARCH_ORDERS[PUBLICATIONS] for c in misp.calls)
 
 
@@ -652,3 +662,56 @@ def test_filters_round_trip_through_the_request_form() -> None:
     filters = Filters(tags=("a",), not_tags=("b",), threat_levels=(1, 4), published_only=True)
     assert Filters.from_payload(filters.to_payload()) == filters
     assert Filters().to_payload() == {}
+
+
+def test_many_events_at_one_value_go_out_once_each_in_uuid_order(state_file: str) -> None:
+    """350 events sharing one timestamp, 100 a page, go out exactly once each in (timestamp, uuid) order,
+    and the saved position is one uuid."""
+    misp, out = FakeMisp(), ListPublisher()
+    expected = populate(misp, 350, per_second=350)
+    misp.add("zlater", NOW - 10)
+    feed = make_feed(make_settings(state_file, page_size=100), misp, out)
+    assert feed.poll_once() == 351
+    assert out.changes() == sorted(expected) + [("zlater", NOW - 10)]
+    assert load_position(state_file) == Position(NOW - 10, "zlater")
+
+
+def test_fetch_events_cursor_stays_small_at_one_crowded_value() -> None:
+    """Paging fetch_events 7 at a time through 50 events of one timestamp gives each once, with a cursor
+    that does not grow."""
+    misp = FakeMisp()
+    expected = populate(misp, 50, per_second=50)
+    got, sizes, answer = [], [], fetch_events(misp, {"since": 0, "limit": 7})
+    while True:
+        got.extend((item["Event"]["uuid"], int(item["Event"]["timestamp"])) for item in answer["events"])
+        sizes.append(len(answer["next"]))
+        if not answer["more"]:
+            break
+        answer = fetch_events(misp, {"cursor": answer["next"], "limit": 7})
+    assert got == expected and max(sizes) - min(sizes) <= 4
+
+
+def test_an_event_too_big_for_the_fabric_goes_out_as_a_notice_between_the_others(
+        state_file: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A big event between two small ones is published as a notice that fits, in its place; the events
+    after it flow on, the notice is counted and logged, and the position moves past it."""
+    misp, out = FakeMisp(), ListPublisher(limit=4000)
+    misp.add("a-small", NOW - 30)
+    misp.add("b-big", NOW - 20)
+    misp.events["b-big"]["Attribute"] = [{"value": "x" * 100, "uuid": f"u{n}"} for n in range(60)]
+    misp.events["b-big"]["id"] = "7"
+    misp.events["b-big"]["Orgc"] = {"id": "1", "uuid": "org-uuid", "name": "ORG", "local": True}
+    misp.add("c-small", NOW - 10)
+    feed = make_feed(make_settings(state_file), misp, out)
+    with caplog.at_level(logging.WARNING, logger="dxlmispservice.events.feed"):
+        assert feed.poll_once() == 3
+    assert [p["Event"]["uuid"] for _, p in out.sent] == ["a-small", "b-big", "c-small"]
+    notice = out.sent[1][1]
+    assert notice["feed"]["complete"] is False and notice["feed"]["size"] > 4000
+    assert notice["Event"] == {"id": "7", "uuid": "b-big", "info": "event b-big", "timestamp": str(NOW - 20),
+                               "publish_timestamp": str(NOW - 20), "attribute_count": "60",
+                               "Orgc": {"id": "1", "uuid": "org-uuid", "name": "ORG"}}
+    assert notice["feed"]["previous"] == out.sent[0][1]["feed"]["position"]
+    assert out.sent[2][1]["feed"]["previous"] == notice["feed"]["position"]
+    assert feed.notices == 1 and caplog.text.count("published a notice instead") == 1
+    assert load_position(state_file) == Position(NOW - 10, "c-small")

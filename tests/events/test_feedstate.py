@@ -27,19 +27,30 @@ def state_file(tmp_path: Path) -> str:
 # --- positions ------------------------------------------------------------------------------------
 
 def test_position_moves_forward_only() -> None:
-    """A position adds uuids at its timestamp, resets at a later one, and refuses an earlier one."""
+    """A position is the keyset (value, uuid) of the last change: it moves to later uuids at its value and
+    to later values, and refuses anything at or behind it."""
     p = Position(10).after("a", 10).after("b", 10)
-    assert p == Position(10, frozenset({"a", "b"}))
-    assert p.after("c", 11) == Position(11, frozenset({"c"}))
-    assert p.delivered("zzz", 9) and p.delivered("a", 10) and not p.delivered("c", 10)
-    with pytest.raises(ValueError):
-        p.after("d", 9)
+    assert p == Position(10, "b")
+    assert p.after("c", 11) == Position(11, "c")
+    assert p.delivered("zzz", 9) and p.delivered("a", 10) and p.delivered("b", 10) and not p.delivered("c", 10)
+    for uuid, value in (("d", 9), ("a", 10), ("b", 10)):
+        with pytest.raises(ValueError):
+            p.after(uuid, value)
+
+
+def test_a_position_stays_small_whatever_shares_its_value(state_file: str) -> None:
+    """Ten thousand changes at one value leave a position (and its state file) of one uuid."""
+    p = Position(10)
+    for number in range(10_000):
+        p = p.after(f"{number:08d}", 10)
+    save_position(state_file, p)
+    assert p == Position(10, "00009999") and len(Path(state_file).read_bytes()) < 200
 
 
 def test_position_keeps_its_field_as_it_moves() -> None:
     """A position in publish_timestamp order stays in it; an unknown field is refused."""
     p = Position(10, field=PUBLICATIONS).after("a", 10).after("b", 12)
-    assert p == Position(12, frozenset({"b"}), PUBLICATIONS)
+    assert p == Position(12, "b", PUBLICATIONS)
     with pytest.raises(ValueError):
         Position(10, field="date")
 
@@ -47,21 +58,30 @@ def test_position_keeps_its_field_as_it_moves() -> None:
 # --- the state file -------------------------------------------------------------------------------
 
 def test_state_file_round_trips_the_field(state_file: str) -> None:
-    """A saved position reads back with its field, sent uuids and value; the file names its field."""
-    position = Position(1234, frozenset({"u1", "u2"}), PUBLICATIONS)
+    """A saved position reads back with its field, uuid and value; the file names its field."""
+    position = Position(1234, "u2", PUBLICATIONS)
     save_position(state_file, position)
     assert load_position(state_file) == position
     assert json.loads(Path(state_file).read_text())["field"] == "publish_timestamp"
 
 
 def test_a_version_1_state_file_is_read_in_timestamp_order(state_file: str) -> None:
-    """A state file written before the field was recorded (version 1) is a position in timestamp order."""
+    """A state file written before the field was recorded (version 1) is a position in timestamp order;
+    its sent set becomes "nothing at that value yet" (those events are sent again, none is lost)."""
     os.makedirs(os.path.dirname(state_file))
     Path(state_file).write_text('{"version":1,"timestamp":77,"sent":["x"]}')
-    assert load_position(state_file) == Position(77, frozenset({"x"}), "timestamp")
+    assert load_position(state_file) == Position(77, "", "timestamp")
 
 
-@pytest.mark.parametrize("body", ['{"version":3,"timestamp":1}', '{"version":2,"timestamp":1}',
+def test_a_version_2_state_file_keeps_its_field_and_value(state_file: str) -> None:
+    """A version 2 state file (field, value and sent set) is read at its value, in its field."""
+    os.makedirs(os.path.dirname(state_file))
+    Path(state_file).write_text('{"version":2,"field":"publish_timestamp","timestamp":77,"sent":["x","y"]}')
+    assert load_position(state_file) == Position(77, "", PUBLICATIONS)
+
+
+@pytest.mark.parametrize("body", ['{"version":4,"timestamp":1}', '{"version":3,"field":"timestamp","timestamp":1}',
+                                  '{"version":3,"field":"timestamp","timestamp":1,"uuid":5}', '{"version":2,"timestamp":1}',
                                   '{"version":2,"field":"date","timestamp":1}', '[1]'])
 def test_a_state_file_of_an_unknown_form_is_a_config_error(state_file: str, body: str) -> None:
     """An unknown version, a version 2 file without a known field, or no object at all: ConfigError naming it."""
@@ -74,11 +94,11 @@ def test_a_state_file_of_an_unknown_form_is_a_config_error(state_file: str, body
 def test_prepare_leaves_the_state_file_alone_until_commit(state_file: str) -> None:
     """prepare writes <state>.next and leaves the state file as it was; commit puts the new one in place."""
     save_position(state_file, Position(100))
-    prepared = prepare_position(state_file, Position(101, frozenset({"a"})))
+    prepared = prepare_position(state_file, Position(101, "a"))
     assert load_position(state_file) == Position(100)
-    assert load_position(state_file + ".next") == Position(101, frozenset({"a"}))
+    assert load_position(state_file + ".next") == Position(101, "a")
     prepared.commit()
-    assert load_position(state_file) == Position(101, frozenset({"a"}))
+    assert load_position(state_file) == Position(101, "a")
     assert sorted(os.listdir(os.path.dirname(state_file))) == ["feed.json"]
 
 
@@ -92,7 +112,7 @@ def test_discard_removes_the_prepared_file(state_file: str) -> None:
 
 def test_save_is_atomic_when_the_rename_fails(state_file: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """If the write fails before the rename, the old state file is intact and no temporary file remains."""
-    save_position(state_file, Position(100, frozenset({"a"})))
+    save_position(state_file, Position(100, "a"))
 
     def broken_replace(src: str, dst: str) -> None:
         raise OSError("disk full")
@@ -100,7 +120,7 @@ def test_save_is_atomic_when_the_rename_fails(state_file: str, monkeypatch: pyte
     monkeypatch.setattr(feedstate.os, "replace", broken_replace)
     with pytest.raises(OSError):
         save_position(state_file, Position(200))
-    assert load_position(state_file) == Position(100, frozenset({"a"}))
+    assert load_position(state_file) == Position(100, "a")
     assert os.listdir(os.path.dirname(state_file)) == ["feed.json"]
 
 
@@ -118,7 +138,7 @@ def test_save_fsyncs_the_new_file_before_renaming_it(state_file: str, monkeypatc
 
 def test_cursor_round_trips_position_field_and_filters() -> None:
     """A cursor decodes to the position (with its field) and the filters it was made with."""
-    position = Position(55, frozenset({"u"}), PUBLICATIONS)
+    position = Position(55, "u", PUBLICATIONS)
     assert decode_cursor(encode_cursor(position, {"published_only": True})) == (position,
                                                                                 {"published_only": True})
 
@@ -127,7 +147,7 @@ def test_a_version_1_cursor_is_a_position_in_timestamp_order() -> None:
     """A cursor handed out before the field was recorded still decodes, in timestamp order."""
     raw = json.dumps({"v": 1, "timestamp": 9, "sent": ["a"], "filters": {}}).encode()
     cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
-    assert decode_cursor(cursor) == (Position(9, frozenset({"a"})), {})
+    assert decode_cursor(cursor) == (Position(9, ""), {})
 
 
 @pytest.mark.parametrize("data", [{"v": 7, "timestamp": 1, "filters": {}}, {"v": 2, "timestamp": 1, "filters": {}},

@@ -13,7 +13,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from dxlmisp_devstack.misp.zmq import ZmqPublisher
-from dxlmispservice.events.publisher import PublishError
+from dxlmispservice.events.publisher import PublishError, TooLarge
 from dxlmispservice.errors import ConfigError
 from dxlmispservice.events.notifications import Forwarder, notification_topic, parse_frame
 from dxlmispservice.settings import ZmqSettings
@@ -200,6 +200,27 @@ def test_fabric_away_is_one_warning_line_per_frame_without_traceback(
     failures = [r for r in caplog.records if "Did not forward" in r.getMessage()]
     assert fwd.failed == 1 and len(failures) == 1
     assert failures[0].exc_info is None and "not connected to the broker" in failures[0].getMessage()
+
+
+def test_a_frame_too_big_for_the_fabric_is_forwarded_as_a_notice_in_its_place(
+        misp_pub: ZmqPublisher, running: Callable[..., Forwarder], caplog: pytest.LogCaptureFixture) -> None:
+    """A frame over the fabric's limit goes out as a notice naming its topic, size and the event and
+    attribute uuids in it; the frames before and after it go out whole, in order."""
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    out = ListPublisher()
+    out.error = TooLarge("/t", 2_000_000, 1_048_576)
+    out.fail_when = lambda topic, payload: payload.get("n") == 2
+    fwd = running(settings(misp_pub.port, ("misp_json_event",)), out)
+    join(misp_pub, out)
+    big = {"n": 2, "Event": {"uuid": "ev-1", "Attribute": [{"uuid": "at-1"}, {"uuid": "at-2"}],
+                             "Object": [{"uuid": "ob-1", "Attribute": [{"uuid": "at-3"}]}]}}
+    for payload in ({"n": 1}, big, {"n": 3}):
+        misp_pub.publish("misp_json_event", payload)
+    wait_until(lambda: len(out.sent) == 3)
+    assert out.sent[0][1] == {"n": 1} and out.sent[2][1] == {"n": 3}
+    assert out.sent[1][1] == {"notice": {"topic": "misp_json_event", "size": 2_000_000, "complete": False},
+                              "event_uuids": ["ev-1"], "attribute_uuids": ["at-1", "at-2", "at-3"]}
+    assert fwd.notices == 1 and fwd.failed == 0 and "forwarded a notice instead" in caplog.text
 
 
 def test_forwarding_resumes_after_the_publisher_restarts(running: Callable[..., Forwarder]) -> None:

@@ -11,7 +11,7 @@ import pytest
 from dxlclient.message import Event, Message
 from pahoproxy.client import Client as PahoClient
 
-from dxlmispservice.events.publisher import EventPayload, PublishError, dxl_publisher
+from dxlmispservice.events.publisher import EventPayload, PublishError, TooLarge, dxl_publisher
 
 TOPIC = "/opendxl-misp/event/feed/event"
 
@@ -193,3 +193,19 @@ def test_an_error_in_on_written_is_raised_by_the_publish(pair: tuple[socket.sock
     with pytest.raises(OSError, match="rename failed"):
         dxl_publisher(PahoDxlClient(client_end, network_thread=None))(
             TOPIC, EventPayload({}, "{00000000-0000-5000-8000-000000000005}", on_written=fail))
+
+
+def test_an_event_over_the_fabric_limit_is_refused_before_anything_is_sent(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    """An event whose MQTT packet would be over ``limit`` raises TooLarge naming both sizes; nothing reaches
+    dxlclient or the socket, and an event that fits goes out on the same publisher."""
+    client_end, broker_end = pair
+    dxl = PahoDxlClient(client_end, network_thread=None)
+    publish = dxl_publisher(dxl, limit=2000, write_timeout=5)
+    with pytest.raises(TooLarge) as refused:
+        publish(TOPIC, {"Event": {"info": "x" * 2000}})
+    assert refused.value.limit == 2000 and refused.value.size > 2000 and "over fabricMessageLimit 2000" in str(refused.value)
+    assert dxl.sent == [] and received(broker_end) == b""
+    publish(TOPIC, {"Event": {"info": "x" * 1500}})
+    packet = received(broker_end)
+    assert len(dxl.sent) == 1 and len(packet) <= 2000 and b"x" * 1500 in packet

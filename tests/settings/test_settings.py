@@ -163,6 +163,10 @@ def test_default_config_file_parses(tmp_path: Path) -> None:
     (general("requestTimeout=soon"), ["[General] requestTimeout", "'soon'", "a number"]),
     (general("requestTimeout=0"), ["[General] requestTimeout", "a number >= 0.001"]),
     (general("maxResponseSize=10"), ["[General] maxResponseSize", "integer >= 1024"]),
+    (general("maxResponseSize=1048000"), ["[General] maxResponseSize", "fabricMessageLimit 1048576",
+                                          "at most 1044480"]),
+    (general("fabricMessageLimit=100000\nmaxResponseSize=99000"), ["[General] maxResponseSize", "at most 95904"]),
+    (general("fabricMessageLimit=1000"), ["[General] fabricMessageLimit", "integer >= 65536"]),
     (general("zeroMqPort=x\nzeroMqNotificationTopics=misp_json"), ["[General] zeroMqPort"]),
     (general("zeroMqUsername=u"), ["[General] zeroMqPassword", "missing", "both"]),
     (general("zeroMqPassword=p"), ["[General] zeroMqUsername", "missing", "both"]),
@@ -206,3 +210,10 @@ def test_relative_cert_paths_from_cwd_when_not_in_config_dir(tmp_path: Path, mon
     other.mkdir()
     s = parse(general("verifyCertBundle=ca.pem"), base_dir=str(other))
     assert s.verify_cert_bundle == os.path.join(str(tmp_path), "ca.pem")
+
+
+def test_fabric_message_limit_defaults_to_the_brokers_and_bounds_the_answer_size() -> None:
+    """fabricMessageLimit defaults to 1,048,576; a smaller one lowers maxResponseSize's default to fit."""
+    assert parse(general()).fabric_message_limit == 1_048_576 and parse(general()).max_response_size == 1_000_000
+    small = parse(general("fabricMessageLimit=200000"))
+    assert (small.fabric_message_limit, small.max_response_size) == (200_000, 200_000 - 4096)
