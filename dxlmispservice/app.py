@@ -36,6 +36,7 @@ from dxlmispservice.compat.dxlclient import set_tcp_nodelay
 from dxlmispservice.events.publisher import Publisher, dxl_publisher
 from dxlmispservice.logsafe import hide_in_logs
 from dxlmispservice.api.handler import DxlRequestCallback, Handler, RequestHandler
+from dxlmispservice.api.status import StatusBoard
 from dxlmispservice.misp import MispConnection
 from dxlmispservice.settings import Settings
 
@@ -106,6 +107,7 @@ class MispService(Application):
         self.forwarders: list[Forwarder] = []
         self._started: list[Forwarder] = []
         self.service: ServiceRegistrationInfo | None = None
+        self.status = StatusBoard()
 
     def on_load_configuration(self, config: Any) -> None:
         """Parse and check the settings, build the topic table, the MISP client and the forwarders."""
@@ -115,12 +117,14 @@ class MispService(Application):
         dxlbootstrap.set_pool_sizes(
             self, incoming=(settings.incoming_pool.thread_count, settings.incoming_pool.queue_size),
             callbacks=(settings.callback_pool.thread_count, settings.callback_pool.queue_size))
-        self.table = self._table_builder(settings.api_names, allow_admin=settings.allow_admin_apis)
+        self.table = self._table_builder(settings.api_names, allow_admin=settings.allow_admin_apis,
+                                         status=self.status.topic)
         for name in topics.admin_names(self.table):
             logger.warning("Serving the admin method %s (allowAdminApis=true): anyone who may send requests "
                            "on its topic administers MISP with the service's API key", name)
         self.misp = self._misp_client_factory(settings)
         self.forwarders = list(self._forwarders_factory(settings, self.misp, self._publisher))
+        self._fill_status(settings)
         self.settings = settings
         logger.info("Settings loaded: MISP at %s, api names %s", settings.misp_url,
                     ", ".join(self.table) or "(none)")
@@ -134,6 +138,7 @@ class MispService(Application):
         service = ServiceRegistrationInfo(dxlbootstrap.dxl_client(self), topics.service_type(settings.service_unique_id))
         handler = RequestHandler(self.table, self.misp, max_response_size=settings.max_response_size,
                                  secret=settings.api_key)
+        self.status.requests = handler
         for api_name in self.table:
             topic = topics.request_topic(api_name, settings.service_unique_id)
             callback = DxlRequestCallback(dxlbootstrap.dxl_client(self), handler, api_name,
@@ -155,7 +160,8 @@ class MispService(Application):
         """Start the forwarders, with a publisher on the connected DXL client, then check that MISP takes
         the API key (an ERROR if it answers and refuses it; the service keeps running either way)."""
         settings = self._loaded()
-        self._publisher.target = dxl_publisher(dxlbootstrap.dxl_client(self), limit=settings.fabric_message_limit)
+        self._publisher.target = dxl_publisher(dxlbootstrap.dxl_client(self), limit=settings.fabric_message_limit,
+                                               secret=settings.api_key)
         for forwarder in self.forwarders:
             forwarder.start()
             self._started.append(forwarder)
@@ -175,6 +181,20 @@ class MispService(Application):
                 forwarder.stop()
             except Exception:  # one forwarder failing to stop must not keep the others running
                 logger.exception("Stopping %s failed", type(forwarder).__name__)
+
+    def _fill_status(self, settings: Settings) -> None:
+        """Point the status board at the MISP connection and the forwarders."""
+        from dxlmispservice.events.feed import Feed
+        from dxlmispservice.events.notifications import Forwarder as NotificationForwarder
+
+        self.status.service_unique_id = settings.service_unique_id
+        self.status.misp = self.misp
+        for forwarder in self.forwarders:
+            if isinstance(forwarder, Feed):
+                self.status.feed = forwarder
+            elif isinstance(forwarder, NotificationForwarder):
+                self.status.forwarder = forwarder
+                self.status.forwarded_topics = tuple(sorted(forwarder.topics))
 
     def _loaded(self) -> Settings:
         if self.settings is None:

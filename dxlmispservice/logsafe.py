@@ -45,7 +45,9 @@ def scrub(record: logging.LogRecord) -> logging.LogRecord:
         return record
     try:
         message = record.getMessage()
-    except Exception:  # a bad format string: logging reports it itself when the record is formatted
+    except Exception:  # a bad format string: logging would print the arguments as they are; cut them too
+        message = f"{record.msg} (arguments that do not fit the format: {record.args!r})"
+        record.msg, record.args = _cut(message, secrets), None
         return record
     if any(secret in message for secret in secrets):
         record.msg, record.args = _cut(message, secrets), None

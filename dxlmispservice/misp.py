@@ -5,15 +5,15 @@ it on first use, under a lock, and builds it again on the next call after a fail
 starts and registers while MISP is down, answers "MISP unavailable" meanwhile, and serves normally once
 MISP is back, with no restart.
 
-The session is tuned before PyMISP sends its first request: one connection pool sized to the request
-threads, for both http and https, and ``trust_env`` off unless ``[Proxies]`` is configured (requests then
-reads no proxy variables nor ``.netrc`` on every call).
+The session is tuned before PyMISP sends its first request (:mod:`dxlmispservice.transport`).
 
 Mapping (:meth:`MispConnection.call`):
 
 - a result ``{"errors": (status, body)}`` (PyMISP's form of a 4xx with a JSON body), or a 4xx without
   a JSON body, or a 4xx while PyMISP builds (a wrong key) -> :class:`~dxlmispservice.errors.MispRefused`
   with MISP's status and body;
+- PyMISP failing (KeyError, TypeError...) on a 4xx answer it read as a result (``tags`` reads
+  ``answer["Tag"]`` even from MISP's ``{"errors": ...}``) -> MispRefused with that status and body;
 - a 5xx, a connection error or timeout (any requests exception), an answer that is not JSON, or a
   failed build ->
   :class:`~dxlmispservice.errors.MispUnavailable`.
@@ -29,6 +29,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urljoin
@@ -36,13 +37,13 @@ from urllib.parse import urljoin
 import requests
 from pymisp import PyMISP
 from pymisp.exceptions import MISPServerError, PyMISPError, PyMISPUnexpectedResponse
-from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
 from dxlmispservice import __version__
 from dxlmispservice.compat.pymisp import SessionHook, clear_cookies, session_of
 from dxlmispservice.errors import MispRefused, MispUnavailable, redact
 from dxlmispservice.settings import Settings
+from dxlmispservice.transport import refusal_since, requests_sent, session_setup
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +52,6 @@ _COULD_NOT = re.compile(r"\s*Could not\b", re.IGNORECASE)
 
 T = TypeVar("T")
 
-#: Connections kept beside the request threads (the feed poller, a notification look-up).
-EXTRA_CONNECTIONS = 2
 #: Longest piece of MISP's own text quoted in an error message.
 MAX_QUOTE = 500
 
@@ -60,24 +59,6 @@ _STATUS_IN_MESSAGE = re.compile(r"^Error code (\d{3})\b")
 #: The headers PyMISP puts on every JSON request, over its session's own.
 _JSON_HEADERS = {"Accept": "application/json", "content-type": "application/json"}
 _BLANKS = b" \t\r\n"
-_SENT = threading.local()
-
-
-def requests_sent() -> int:
-    """How many requests this thread has sent to MISP so far: a failure with none sent since a call began is
-    PyMISP refusing its arguments, not MISP or its answer."""
-    return getattr(_SENT, "count", 0)
-
-
-class CountingAdapter(HTTPAdapter):
-    """requests' HTTP adapter, counting what it sends per thread (:func:`requests_sent`)."""
-
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        """Count, then send."""
-        _SENT.count = requests_sent() + 1
-        return super().send(request, *args, **kwargs)
-
-
 class BuildRefused(Exception):
     """MISP refused the requests PyMISP sends while it builds (a wrong or disabled key)."""
 
@@ -125,24 +106,6 @@ class TunedPyMISP(SessionHook, PyMISP):
     def session(self) -> requests.Session:
         """The tuned requests session."""
         return self.__dict__["_tuned_session"]
-
-
-def pool_size(settings: Settings) -> int:
-    """Connections to keep open to MISP: one per request thread, plus a few."""
-    return settings.incoming_pool.thread_count + EXTRA_CONNECTIONS
-
-
-def session_setup(settings: Settings) -> Callable[[requests.Session], None]:
-    """The tuning applied to PyMISP's session: pool size and ``trust_env``."""
-    size = pool_size(settings)
-
-    def setup(session: requests.Session) -> None:
-        adapter = CountingAdapter(pool_maxsize=size)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        session.trust_env = bool(settings.proxies)
-
-    return setup
 
 
 def build_pymisp(settings: Settings) -> PyMISP:
@@ -219,6 +182,7 @@ class MispConnection:
         self._failed_builds = 0
         self._last_failure = ""
         self._sender: RawSender | None = None
+        self._state: tuple[str, float | None, str] = ("unknown", None, "")
 
     @property
     def url(self) -> str:
@@ -230,6 +194,17 @@ class MispConnection:
         """The API key, for redaction only."""
         return self._secret
 
+    def state(self) -> dict[str, Any]:
+        """MISP as the service last found it: ``state`` ``unknown`` (not asked yet), ``reachable`` (it
+        answered), ``refused`` (it answered and refused the API key) or ``down``; ``since`` (epoch seconds)
+        and ``detail`` (the last failure's message)."""
+        state, since, detail = self._state
+        return {"state": state, "since": since, "detail": detail}
+
+    def _note(self, state: str, detail: str = "") -> None:
+        if self._state[0] != state or detail:
+            self._state = (state, time.time(), detail)
+
     @property
     def built(self) -> bool:
         """Whether PyMISP has been built (MISP answered at least once)."""
@@ -238,19 +213,26 @@ class MispConnection:
     def call(self, fn: Callable[[PyMISP], T]) -> T:
         """Run ``fn(pymisp)`` and return its result; MISP's refusals and outages raise service errors."""
         pymisp = self._get()
+        sent = requests_sent()
         try:
             result = fn(pymisp)
         except MISPServerError as exc:
             raise self._server_error(exc) from None
+        except (KeyError, TypeError, IndexError, AttributeError):  # PyMISP reading a refusal as an answer
+            refusal = refusal_since(sent)
+            if refusal is None:
+                raise
+            raise self._refused(*refusal) from None
         except requests.RequestException as exc:  # refused, reset, timed out, cut short
             raise self._unavailable(f"cannot reach MISP at {self.url}: {_describe(exc)}") from None
         except PyMISPUnexpectedResponse as exc:
             raise self._unavailable(f"MISP at {self.url} answered something that is not JSON: "
-                                    f"{_quote(str(exc))}") from None
+                                    f"{_quote(str(exc), self._secret)}") from None
         refusal = _refusal(result)
         if refusal is not None:
             status, body = refusal
             raise self._refused(status, body)
+        self._note("reachable")
         return result
 
     def fetch(self, method: str, path: str, body: bytes | None = None) -> bytes:
@@ -280,7 +262,8 @@ class MispConnection:
         response = sender.send(method, path, body)
         status = response.status_code
         if status >= 500:
-            raise self._unavailable(f"MISP at {self.url} failed with a server error: {_quote(response.text)}")
+            raise self._unavailable(f"MISP at {self.url} failed with a server error: "
+                                    f"{_quote(response.text, self._secret)}")
         if status >= 400:
             try:
                 refusal = json.loads(response.content)
@@ -308,11 +291,11 @@ class MispConnection:
 
     def _not_json(self, text: str) -> MispUnavailable:
         return self._unavailable(f"MISP at {self.url} answered something that is not JSON: "
-                                 f"{_quote(f'Unexpected response (size: {len(text)}) from server: {text}')}")
+                                 f"{_quote(f'Unexpected response (size: {len(text)}) from server: {text}', self._secret)}")
 
     def _container_expected(self, value: Any) -> MispUnavailable:
         return self._unavailable(f"MISP at {self.url} answered something that is not JSON: "
-                                 f"{_quote(f'A dict was expected, got a string: {value}')}")
+                                 f"{_quote(f'A dict was expected, got a string: {value}', self._secret)}")
 
     def _get(self) -> PyMISP:
         """The shared PyMISP, built now if needed; a build that failed while this thread waited is not
@@ -329,11 +312,14 @@ class MispConnection:
             try:
                 self._pymisp = self._factory()
             except BuildRefused as exc:  # MISP answered, and said no: not an outage
-                raise self._refused(exc.status, exc.body) from None
+                refused = self._refused(exc.status, exc.body)
+                self._note("refused", refused.message)
+                raise refused from None
             except Exception as exc:  # any failed build means MISP cannot be used yet
                 self._last_failure = redact(
-                    f"MISP at {self.url} is unavailable: {_quote(_describe(exc))}", self._secret)
+                    f"MISP at {self.url} is unavailable: {_quote(_describe(exc), self._secret)}", self._secret)
                 self._failed_builds += 1
+                self._note("down", self._last_failure)
                 logger.warning("%s (the next request tries again)", self._last_failure)
                 raise MispUnavailable(self._last_failure) from None
             logger.info("Connected to MISP at %s", self.url)
@@ -363,17 +349,19 @@ class MispConnection:
         detail = text.split("\n", 1)[1] if "\n" in text else text
         if 400 <= status < 500:
             return self._refused(status, None, detail)
-        return self._unavailable(f"MISP at {self.url} failed with a server error: {_quote(detail)}")
+        return self._unavailable(f"MISP at {self.url} failed with a server error: {_quote(detail, self._secret)}")
 
     def _refused(self, status: int, body: Any, text: str | None = None) -> MispRefused:
-        reason = _misp_message(body) if body is not None else _quote(text or "")
+        reason = _misp_message(body, self._secret) if body is not None else _quote(text or "", self._secret)
         message = redact(f"MISP refused the call (HTTP {status}): {reason}", self._secret)
         logger.info("%s", message)
+        self._note("reachable")  # it answered (a refused key at build is noted "refused" after this)
         return MispRefused(message, status=status, payload=body)
 
     def _unavailable(self, message: str) -> MispUnavailable:
         message = redact(message, self._secret)
         logger.warning("%s", message)
+        self._note("down", message)
         return MispUnavailable(message)
 
 
@@ -396,7 +384,7 @@ def _refusal(result: object) -> tuple[int, Any] | None:
     return None
 
 
-def _misp_message(body: Any) -> str:
+def _misp_message(body: Any, secret: str | None = None) -> str:
     """MISP's own words from an error body: ``message`` (or ``name``), plus any field ``errors``."""
     if isinstance(body, dict):
         text = str(body.get("message") or body.get("name") or "")
@@ -404,8 +392,8 @@ def _misp_message(body: Any) -> str:
         if details:
             text = f"{text}: {_flatten(details)}" if text else _flatten(details)
         if text:
-            return _quote(text)
-    return _quote(json.dumps(body, default=str))
+            return _quote(text, secret)
+    return _quote(json.dumps(body, default=str), secret)
 
 
 def _flatten(details: Any) -> str:
@@ -423,7 +411,8 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _quote(text: str) -> str:
-    """``text`` cut to :data:`MAX_QUOTE` characters."""
-    text = text.strip()
+def _quote(text: str, secret: str | None = None) -> str:
+    """``text`` with the key cut out, then cut to :data:`MAX_QUOTE` characters (in that order, so that no
+    part of the key is left at the cut)."""
+    text = redact(text, secret).strip()
     return text if len(text) <= MAX_QUOTE else text[:MAX_QUOTE] + "..."

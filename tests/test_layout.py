@@ -13,7 +13,7 @@ ROOTS = {"dxlmispservice": CHECKOUT / "dxlmispservice", "dxlmisp_devstack": CHEC
 #: Layers, bottom first: a module may import its own package and the layers below its own, nothing above.
 LAYERS = {
     "dxlmispservice": [
-        {"errors", "compat"}, {"logsafe", "names", "settings"}, {""}, {"misp"}, {"formats"}, {"events", "inbound"}, {"api"},
+        {"errors", "compat"}, {"logsafe", "names", "settings"}, {""}, {"transport"}, {"misp"}, {"formats"}, {"events", "inbound"}, {"api"},
         {"client"}, {"app"}, {"__main__"},
     ],
     "dxlmisp_devstack": [{""}, {"procs"}, {"fabric", "misp"}, {"stack"}, {"testing"}, {"pytest_plugin", "__main__"}],

@@ -46,3 +46,9 @@ def test_every_secret_hidden_stays_hidden(key: str, caplog: pytest.LogCaptureFix
     with caplog.at_level(logging.INFO):
         logging.getLogger("x").info("%s and %s", key, other)
     assert key not in caplog.text and other not in caplog.text
+
+
+def test_a_record_whose_arguments_do_not_fit_its_format_shows_no_key(key: str) -> None:
+    """A bad format string with the key among its arguments is made safe: logging would print them raw."""
+    record = logsafe.scrub(logging.LogRecord("x", logging.INFO, __file__, 1, "%d %d", (key,), None))
+    assert key not in record.getMessage() and "<redacted>" in record.getMessage()

@@ -6,7 +6,8 @@ import threading
 import pytest
 
 from dxlmispservice.errors import MispRefused, MispUnavailable
-from dxlmispservice.misp import MispConnection, TunedPyMISP, build_pymisp, pool_size
+from dxlmispservice.misp import MispConnection, TunedPyMISP, build_pymisp
+from dxlmispservice.transport import pool_size
 from tests.mispstub import KEY, USER, MispStub, settings_for
 
 
@@ -245,3 +246,24 @@ def test_refusals_answered_with_2xx_are_refusals(result: dict) -> None:
     with pytest.raises(MispRefused) as caught:
         client.call(lambda m: result)
     assert caught.value.payload == result and caught.value.status == 200
+
+
+def test_pymisp_failing_on_a_refusal_it_read_as_an_answer_is_misp_refused() -> None:
+    """tags on a MISP that answers 404 (PyMISP then reads answer["Tag"] from MISP's error and fails) is
+    misp_refused with MISP's status and JSON, not an internal error."""
+    from dxlmisp_devstack.misp.models import MispModels
+    from dxlmisp_devstack.misp.server import serve
+
+    with serve(MispModels(), admin_key=KEY) as server:
+        connection = MispConnection(settings_for(server.url))
+        connection.call(lambda pymisp: pymisp.misp_instance_version)
+        with pytest.raises(MispRefused) as refused:
+            connection.call(lambda pymisp: pymisp.warninglists())
+    assert refused.value.status == 404 and "HTTP 404" in refused.value.message
+
+
+def test_a_long_refusal_is_cut_after_the_key_is_cut_out() -> None:
+    """MISP's text holding the key past the quoting limit leaves no part of the key in the message."""
+    connection = MispConnection(settings_for("https://misp.test"), factory=CountingFactory())
+    refused = connection._refused(403, {"message": "y" * 480 + KEY})
+    assert KEY[:8] not in refused.message and "<redacted>" in refused.message

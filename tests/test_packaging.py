@@ -83,3 +83,10 @@ def test_devstack_wheel_ships_the_plugin_and_needs_the_new_service(wheels: dict[
     assert "Requires-Dist: dxlmispservice>=0.2.0" in metadata
     files = _import_all(wheels["devstack"], "dxlmisp_devstack", tmp_path)
     assert {"dxlmisp_devstack.testing", "dxlmisp_devstack.pytest_plugin", "dxlmisp_devstack.misp.server"} <= set(files)
+
+
+def test_the_makefile_waits_for_the_dpkg_lock() -> None:
+    """Every apt-get call in the Makefile waits for the dpkg lock instead of failing at once."""
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    calls = [line for line in makefile.splitlines() if "apt-get" in line and not line.lstrip().startswith("#")]
+    assert calls and all(line.count("apt-get") == line.count("apt-get -o DPkg::Lock::Timeout=300") for line in calls)

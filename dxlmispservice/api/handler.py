@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
@@ -68,9 +69,23 @@ class RequestHandler:
         self._max_response_size = max_response_size
         self._secret = secret
         self._secret_bytes = secret.encode("utf-8") if secret else None
+        self._counts: dict[str, int] = {}
+        self._counts_lock = threading.Lock()
+
+    def counts(self) -> dict[str, int]:
+        """Requests handled since the start, by outcome: ``ok`` or the error's name (``invalid_payload``...)."""
+        with self._counts_lock:
+            return dict(self._counts)
 
     def handle(self, api_name: str, payload: bytes) -> Outcome:
         """Decode, call, encode; every failure becomes an error Outcome."""
+        outcome = self._handle(api_name, payload)
+        name = "ok" if outcome.ok else ERROR_CODES.get(outcome.error_code, (InternalError.name, ""))[0]
+        with self._counts_lock:
+            self._counts[name] = self._counts.get(name, 0) + 1
+        return outcome
+
+    def _handle(self, api_name: str, payload: bytes) -> Outcome:
         try:
             return self._ok(self._run(api_name, payload))
         except MispServiceError as exc:

@@ -16,6 +16,7 @@ default ``alert=true`` (MISP sends the alert e-mail); send ``"alert": false`` to
 """
 from __future__ import annotations
 
+import copy
 import inspect
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -78,7 +79,7 @@ def _invalid(api_name: str, exc: Exception) -> InvalidArguments:
 NEW_EVENT = {
     "info": Arg("text", required=True), "distribution": Arg("int", between=(0, 4)),
     "threat_level_id": Arg("int", between=(1, 4)), "analysis": Arg("int", between=(0, 2)),
-    "date": Arg("time"), "published": Arg("bool"), "orgc_id": Arg("id"), "org_id": Arg("id"),
+    "date": Arg("moment"), "published": Arg("bool"), "orgc_id": Arg("id"), "org_id": Arg("id"),
     "sharing_group_id": Arg("id"),
 }
 
@@ -120,9 +121,24 @@ def update_event(misp: MispConnection, payload: dict[str, Any]) -> Any:
         if not ok:
             raise InvalidArguments("update_event: give 'event_id', or an 'event' with an id or a UUID. "
                                    f"Accepted keys: {accepted_keys(UPDATE_EVENT)}")
+    _check_event_body("update_event", event)
     metadata = args.get("metadata", False)
     return to_json(call_misp(misp, "update_event", lambda p: p.update_event(
         event, event_id=ref, metadata=metadata, pythonify=False)))
+
+
+def _check_event_body(api_name: str, event: dict[str, Any]) -> None:
+    """InvalidArguments unless PyMISP can read ``event`` as a MISP event (on a copy: the event JSON itself
+    is what is sent); its timestamps must be epoch seconds up to the year 9999."""
+    body = unwrap(event)
+    for key in ("timestamp", "publish_timestamp"):
+        if key in body and not KINDS["moment"][0](body[key])[0]:
+            raise InvalidArguments(f"{api_name}: the event's '{key}' must be {KINDS['moment'][1]}")
+    try:
+        MISPEvent().from_dict(**copy.deepcopy(body))
+    except Exception as exc:  # PyMISP raises many kinds on a bad event
+        raise InvalidArguments(f"{api_name}: 'event' is not a MISP event PyMISP can read: "
+                               f"{type(exc).__name__}: {exc}") from exc
 
 
 DELETE_EVENT = {"event_id": Arg("ref", required=True, aliases=("event",))}
@@ -141,8 +157,12 @@ def publish(misp: MispConnection, payload: dict[str, Any]) -> Any:
     """Publish one event (with the alert e-mail unless ``alert`` is false); answers MISP's message."""
     args = check("publish", payload, PUBLISH)
     event = args["event"]
-    if isinstance(event, dict) and as_bool(unwrap(event).get("published", False))[1] is True:
-        raise InvalidArguments("publish: the event is already published")
+    if isinstance(event, dict):
+        ok, published = as_bool(unwrap(event).get("published", False))
+        if not ok:
+            raise InvalidArguments("publish: the event's 'published' must be true or false")
+        if published:
+            raise InvalidArguments("publish: the event is already published")
     ok, ref = as_ref(event)
     if not ok:
         raise InvalidArguments(f"publish: 'event' must be {KINDS['ref'][1]}. Accepted keys: {accepted_keys(PUBLISH)}")
@@ -155,7 +175,7 @@ _ATTRIBUTE_COMMON = {
     "category": Arg("name"), "to_ids": Arg("bool", default=False), "comment": Arg("text"),
     "distribution": Arg("int", between=(0, 5)), "proposal": Arg("bool", default=False),
     "uuid": Arg("uuid"), "sharing_group_id": Arg("id"), "disable_correlation": Arg("bool"),
-    "first_seen": Arg("time"), "last_seen": Arg("time"),
+    "first_seen": Arg("moment"), "last_seen": Arg("moment"),
 }
 ADD_INTERNAL_COMMENT = {"event": Arg("ref", required=True), "reference": Arg("value", required=True),
                         **_ATTRIBUTE_COMMON, "category": Arg("name", default="Internal reference")}
@@ -166,6 +186,8 @@ ADD_NAMED_ATTRIBUTE = {"event": Arg("ref", required=True), "type_value": Arg("na
 def _add_attributes(api_name: str, misp: MispConnection, event: Any, type_value: str, values: Any,
                     fields: dict[str, Any], proposal: bool) -> list[Any]:
     """Build every attribute first (bad input stops here), then add them; answers a list of MISP's answers."""
+    if fields.get("uuid") is not None and isinstance(values, list) and len(values) > 1:
+        raise InvalidArguments(f"{api_name}: 'uuid' names one attribute: send one value with it, not {len(values)}")
     attributes = []
     for value in values if isinstance(values, list) else [values]:
         attribute = MISPAttribute()
@@ -247,6 +269,12 @@ TAG = {"uuid": Arg("uuid", required=True, aliases=("misp_entity",)), "tag": Arg(
 UNTAG = {"uuid": Arg("uuid", required=True, aliases=("misp_entity",)), "tag": Arg("tag", required=True)}
 
 
+def _unconfirmed(api_name: str, result: Any) -> MispRefused:
+    """MISP answered without saying it did it: a refusal carrying MISP's JSON (never a made-up success)."""
+    return MispRefused(f"{api_name}: MISP did not confirm it (its answer says neither what was done nor that it "
+                       "succeeded; MISP's answer is the payload)", status=200, payload=result)
+
+
 def _message(api_name: str, result: Any, url: str) -> dict[str, Any]:
     """MISP's ``{"name", "message", "url"}`` answer; MISP's own words or nothing: an answer that says neither
     what was done nor that it succeeded is MispRefused with MISP's JSON, never a made-up "OK"."""
@@ -254,8 +282,7 @@ def _message(api_name: str, result: Any, url: str) -> dict[str, Any]:
     said = [body.get(key) for key in ("message", "success", "name")]
     message = next((value for value in said if isinstance(value, str) and value), None)
     if message is None:
-        raise MispRefused(f"{api_name}: MISP did not confirm it (its answer has no message): "
-                          f"{str(result)[:200]}", status=200, payload=result)
+        raise _unconfirmed(api_name, result)
     name = body.get("name") if isinstance(body.get("name"), str) and body.get("name") else message
     return {"name": name, "message": message, "url": body.get("url") or url}
 
@@ -282,10 +309,14 @@ _SIGHTING_WORDS = {"0": "sighting", "1": "false-positive", "2": "expiration"}
 
 
 def _sighting_count(result: Any) -> int:
+    """How many sightings MISP's answer shows it stored: a list of them, or ``{"Sighting": ...}``; 0 for
+    anything else (which confirms nothing)."""
     if isinstance(result, list):
-        return len(result)
+        return sum(1 for item in result if isinstance(item, dict) and ("Sighting" in item or "id" in item))
     inner = result.get("Sighting") if isinstance(result, dict) else None
-    return len(inner) if isinstance(inner, list) else 1
+    if isinstance(inner, list):
+        return len(inner)
+    return 1 if isinstance(inner, dict) else 0
 
 
 def sighting(misp: MispConnection, payload: dict[str, Any]) -> Any:
@@ -308,6 +339,8 @@ def sighting(misp: MispConnection, payload: dict[str, Any]) -> Any:
     if isinstance(result, dict) and isinstance(result.get("message"), str) and isinstance(result.get("name"), str):
         return {"message": result["message"], "name": result["name"], "url": result.get("url") or url}
     count = _sighting_count(result)
+    if count == 0:
+        raise _unconfirmed("sighting", result)
     word = _SIGHTING_WORDS.get(args.get("type", "0"), "sighting")
     return {"message": "Sighting added.", "name": f"{count} {word}{'' if count == 1 else 's'} successfully added.",
             "url": url}
@@ -318,7 +351,7 @@ CONTROLLERS = ("events", "attributes", "objects")
 RETURN_FORMATS = ("json", "xml", "openioc", "suricata", "snort", "text", "rpz", "csv", "cache", "stix-xml",
                   "stix", "stix2", "yara", "yara-json", "attack", "attack-sightings", "context", "context-markdown")
 #: Search keys whose kind is not the one their PyMISP annotation gives (see :func:`_search_kind`).
-_SEARCH_KINDS = {"controller": "name", "return_format": "name", "uuid": "uuid", "eventid": "terms",
+_SEARCH_KINDS = {"controller": "name", "return_format": "name", "uuid": "uuid", "eventid": "refs",
                  "requested_attributes": "terms", "searchall": "text"}
 _SEARCH_ALIASES = {"value": ("values",), "return_format": ("returnFormat",)}
 _SEARCH_OLD_ONLY = {"not_values": Arg("terms"), "not_tags": Arg("terms"),

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from dataclasses import dataclass
 from typing import Any
 
 from dxlmispservice.api.references import ID_FIRST_WRAPPERS, entity_reference
 from dxlmispservice.events.feedstate import MAX_TIMESTAMP
 
-_UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.IGNORECASE)
-_DIGITS = re.compile(r"^[0-9]{1,19}$")
+_UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\Z", re.IGNORECASE)
+_DIGITS = re.compile(r"^[0-9]{1,19}\Z")
+_DURATION = re.compile(r"^\s*[0-9]{1,6}\s*[smhdwSMHDW]\s*\Z")
 #: The largest id MISP's database holds (a signed 64-bit integer).
 MAX_ID = 2**63 - 1
 _WRAPPERS = ("Event", "Attribute", "Object", "ShadowAttribute")
@@ -63,11 +65,31 @@ def _as_timestamp(v: Any) -> tuple[bool, Any]:
     return ok and 0 <= number <= MAX_TIMESTAMP, number
 
 
-def _as_time(v: Any) -> tuple[bool, Any]:
-    """A moment: epoch seconds (0 to year 9999) or a short string (a date, a date-time, a duration)."""
+def _is_moment_text(text: str) -> bool:
+    """Epoch seconds as digits, or an ISO date or date-time (``Z`` or an offset allowed)."""
+    text = text.strip()
+    if _DIGITS.match(text):
+        return int(text) <= MAX_TIMESTAMP
+    try:
+        datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "zZ" and text else text)
+    except ValueError:
+        return False
+    return True
+
+
+def _as_moment(v: Any) -> tuple[bool, Any]:
+    """A moment: epoch seconds (0 to year 9999), or an ISO date or date-time string."""
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return 0 <= v <= MAX_TIMESTAMP, v
-    return isinstance(v, str) and bool(v.strip()) and len(v) <= _TIME_CHARS and v.isprintable(), v
+    return isinstance(v, str) and 0 < len(v) <= _TIME_CHARS and _is_moment_text(v), v
+
+
+def _as_time(v: Any) -> tuple[bool, Any]:
+    """A moment (:func:`_as_moment`), or a duration back from now such as ``"7d"`` (s, m, h, d or w; at
+    most six digits)."""
+    if isinstance(v, str) and _DURATION.match(v):
+        return True, v
+    return _as_moment(v)
 
 
 def _as_time_range(v: Any) -> tuple[bool, Any]:
@@ -156,6 +178,23 @@ def _as_terms(v: Any) -> tuple[bool, Any]:
     return _term(v), v
 
 
+def _ref_term(v: Any) -> bool:
+    """An id or a UUID, or either negated with a leading ``!`` (MISP's restSearch negation)."""
+    if isinstance(v, str) and v.startswith("!"):
+        v = v[1:]
+    return not isinstance(v, dict) and as_ref(v)[0]
+
+
+def _as_refs(v: Any) -> tuple[bool, Any]:
+    """An id or UUID, a non-empty list of them, or ``{"OR"/"AND"/"NOT": [...]}`` of them."""
+    if isinstance(v, list):
+        return bool(v) and all(_ref_term(x) for x in v), v
+    if isinstance(v, dict):
+        return bool(v) and set(v) <= {"OR", "AND", "NOT"} and all(
+            _ref_term(x) or (isinstance(x, list) and bool(x) and all(_ref_term(y) for y in x)) for x in v.values()), v
+    return _ref_term(v), v
+
+
 def _as_tag(v: Any) -> tuple[bool, Any]:
     if isinstance(v, dict):
         inner = v["Tag"] if len(v) == 1 and isinstance(v.get("Tag"), dict) else v
@@ -175,8 +214,9 @@ KINDS: dict[str, tuple[Callable[[Any], tuple[bool, Any]], str]] = {
     "count": (_as_count, "a whole number, 0 or more"),
     "id": (_as_id, "an id: a whole number, 1 or more"),
     "timestamp": (_as_timestamp, f"epoch seconds: a whole number from 0 to {MAX_TIMESTAMP}"),
-    "time": (_as_time, f"epoch seconds (0 to {MAX_TIMESTAMP}) or a date, date-time or duration string "
-                       f"of at most {_TIME_CHARS} characters"),
+    "moment": (_as_moment, f"epoch seconds (0 to {MAX_TIMESTAMP}) or an ISO date or date-time string"),
+    "time": (_as_time, f"epoch seconds (0 to {MAX_TIMESTAMP}), an ISO date or date-time string, or a "
+                       "duration such as \"7d\" (s, m, h, d or w)"),
     "time_range": (_as_time_range, "a time (epoch seconds, or a date, date-time or duration string), "
                                    "or [from, to] of two"),
     "flags": (_as_flags, "true/false, 0/1/2 or a short word, or a list of them"),
@@ -186,6 +226,8 @@ KINDS: dict[str, tuple[Callable[[Any], tuple[bool, Any]], str]] = {
     "uuid": (_as_uuid, "a UUID, or a JSON object that has one"),
     "value": (_as_value, "a string or number, or a non-empty list of them"),
     "terms": (_as_terms, "a string, a list of strings, or {\"OR\"/\"AND\"/\"NOT\": [...]}"),
+    "refs": (_as_refs, "an id (1 or more) or a UUID, a non-empty list of them, or {\"OR\"/\"NOT\": [...]} "
+                       "of them (each may start with '!')"),
     "tag": (_as_tag, "a tag name, or a JSON object with a 'name'"),
     "scalar": (_as_scalar, "a string or a number"),
     "sighting_type": (_as_sighting_type, "0 (sighting), 1 (false positive) or 2 (expiration)"),

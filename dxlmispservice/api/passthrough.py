@@ -43,11 +43,12 @@ from pymisp import PyMISP
 from pymisp.abstract import AbstractMISP
 from pymisp.exceptions import MISPServerError, PyMISPEmptyResponse, PyMISPError, PyMISPUnexpectedResponse
 
-from dxlmispservice.api.pathargs import check_path_kwargs, check_path_value
+from dxlmispservice.api.pathargs import ID_ONLY_ENTITIES, MAX_ID, check_path_kwargs, check_path_value
 from dxlmispservice.api.pathprobe import PathParameters, Unclassified, path_parameters
 from dxlmispservice.api.references import entity_reference, is_id_first
 from dxlmispservice.errors import InternalError, InvalidArguments, MispServiceError
-from dxlmispservice.misp import requests_sent
+from dxlmispservice.events.feedstate import MAX_TIMESTAMP
+from dxlmispservice.transport import requests_sent
 
 if TYPE_CHECKING:
     from dxlmispservice.misp import MispConnection
@@ -227,6 +228,8 @@ class _Param:
     takes_list: bool = False                       # list/Iterable: a list of entities is fine
     identifier: bool = False                       # a string for it goes into MISP's URL
     reference: bool = False                        # an entity or its id/UUID: PyMISP only uses the id
+    id_only: bool = False                          # names an entity MISP finds by id or UUID only
+    moment: bool = False                           # takes a time: a number there is epoch seconds
     scalar: str = ""                               # "bool", "int" or "str" when that is all it takes
     structures: frozenset[str] = frozenset()       # "object" and/or "list": the JSON structures it takes
 
@@ -253,6 +256,8 @@ def _describe_param(parameter: inspect.Parameter) -> _Param:
     takes_list = bool(re.search(r"\b(list|Iterable|Sequence)\b", top))
     return _Param(classes=classes, generic=generic, takes_dict=takes_dict, takes_list=takes_list,
                   identifier=identifier, reference=is_entity and bool(re.search(r"\b(int|str|UUID)\b", top)),
+                  id_only=not generic and bool(names & ID_ONLY_ENTITIES),
+                  moment=bool(re.search(r"\b(datetime|date)\b", top)),
                   scalar=_SCALARS.get(top.replace(" | None", ""), ""), structures=_structures(top, is_entity))
 
 
@@ -287,8 +292,13 @@ def _check_type(api_name: str, key: str, value: Any, spec: _Param) -> Any:
         if type(value) is int and value in (0, 1):
             return bool(value)
         raise InvalidArguments(f"{api_name}: '{key}' takes true or false, not {value!r:.40}")
-    if spec.scalar == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-        raise InvalidArguments(f"{api_name}: '{key}' takes an integer, not {value!r:.40}")
+    if spec.scalar == "int" and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID):
+        raise InvalidArguments(f"{api_name}: '{key}' takes a whole number from 0 to 2**63 - 1, not {value!r:.40}")
+    if spec.moment:
+        for number in (value if isinstance(value, list) else [value]):
+            if isinstance(number, (int, float)) and not isinstance(number, bool) and not 0 <= number <= MAX_TIMESTAMP:
+                raise InvalidArguments(f"{api_name}: '{key}' takes epoch seconds from 0 to {MAX_TIMESTAMP} (or a "
+                                       f"date or duration string), not {number!r:.40}")
     if spec.scalar == "str" and not isinstance(value, str):
         raise InvalidArguments(f"{api_name}: '{key}' takes a string, not {value!r:.40}")
     return value
@@ -296,7 +306,7 @@ def _check_type(api_name: str, key: str, value: Any, spec: _Param) -> Any:
 
 def _taken(spec: _Param) -> str:
     if spec.scalar:
-        return {"bool": "true or false", "int": "an integer", "str": "a string"}[spec.scalar]
+        return {"bool": "true or false", "int": "a whole number", "str": "a string"}[spec.scalar]
     if "object" in spec.structures:
         return "a JSON object or a single value"
     if "list" in spec.structures:
@@ -337,6 +347,21 @@ def _names(classes: tuple[type, ...]) -> str:
     return " or ".join(c.__name__ for c in classes)
 
 
+def check_numbers(api_name: str, payload: Mapping[str, Any]) -> None:
+    """InvalidArguments naming the place of the first number anywhere in ``payload`` that MISP cannot hold
+    (beyond +-(2**63 - 1))."""
+    stack: list[tuple[str, Any]] = [(key, value) for key, value in payload.items()]
+    while stack:
+        place, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((f"{place}.{key}", item) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{place}[{index}]", item) for index, item in enumerate(value))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > MAX_ID:
+            raise InvalidArguments(f"{api_name}: the number at '{place}' is out of range ({value!r:.30}): MISP "
+                                   "takes numbers up to 2**63 - 1")
+
+
 @dataclass(frozen=True)
 class PassthroughHandler:
     """The topic handler for one allow-listed PyMISP method: bind, convert, call, JSON out."""
@@ -367,6 +392,7 @@ class PassthroughHandler:
         if refused:
             raise InvalidArguments(f"{self.name}: '{refused[0]}' is set by the service and cannot be sent. "
                                    f"Accepted arguments: {self.accepted()}")
+        check_numbers(self.name, payload)
         try:
             bound = self.signature.bind(**payload)
         except TypeError as exc:
@@ -388,7 +414,7 @@ class PassthroughHandler:
                                            f"({_names(spec.classes)}), and the list holds something else")
                 value = [_entity(self.name, key, v, spec) for v in value]
             if key in self.path.names or (spec.identifier and isinstance(value, (str, AbstractMISP))):
-                check_path_value(self.name, key, value)
+                check_path_value(self.name, key, value, strict=spec.id_only)
             kwargs[key] = value
         kwargs.update(self.forced)
         return kwargs

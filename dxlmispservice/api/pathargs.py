@@ -3,7 +3,9 @@
 Which parameters go there is found by :mod:`dxlmispservice.api.pathprobe` (and, for entity and ``*_id``
 parameters, by their annotation). Such a value is a number, a UUID, an entity that carries one, or a plain
 name: no ``/``, ``\\``, ``..``, ``?``, ``#``, ``%``, whitespace or control character. An id parameter
-(``*_id``, ``*_pid``) takes only a non-negative number or a UUID (or digits as a string).
+(``*_id``, ``*_pid``), and a parameter that names an event, attribute, object, proposal, sighting, report or
+analyst note, takes only a number from 0 to 2**63 - 1 or a UUID (or digits as a string). Any number is at
+most 2**63 - 1, MISP's largest id.
 """
 from __future__ import annotations
 
@@ -16,11 +18,17 @@ from pymisp.abstract import AbstractMISP
 from dxlmispservice.errors import InvalidArguments
 
 _UNSAFE = re.compile(r"[/\\?#%\s\x00-\x1f\x7f]|\.\.")
-_DIGITS = re.compile(r"^\d+$")
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_DIGITS = re.compile(r"^[0-9]{1,19}\Z")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
+#: MISP's largest id (a signed 64-bit integer).
+MAX_ID = 2**63 - 1
+#: The entity classes MISP finds by id or UUID only (never by a name).
+ID_ONLY_ENTITIES = frozenset(("MISPEvent", "MISPAttribute", "MISPObject", "MISPShadowAttribute", "MISPSighting",
+                              "MISPEventReport", "MISPNote", "MISPOpinion", "MISPRelationship", "MISPAnalystData",
+                              "MISPObjectReference"))
 MAX_NAME = 255
 _RULE = "a number, a UUID or a plain name (no '/', '\\', '..', '?', '#', '%', blanks or control characters)"
-_ID_RULE = "a non-negative number or a UUID"
+_ID_RULE = "a number from 0 to 2**63 - 1, or a UUID"
 
 
 def is_id_parameter(name: str) -> bool:
@@ -33,9 +41,10 @@ def is_path_safe(text: str) -> bool:
     return bool(text) and len(text) <= MAX_NAME and not _UNSAFE.search(text)
 
 
-def check_path_value(api_name: str, key: str, value: Any) -> None:
-    """InvalidArguments naming ``key`` unless ``value`` may stand in a URL path (module docstring)."""
-    strict = is_id_parameter(key)
+def check_path_value(api_name: str, key: str, value: Any, *, strict: bool = False) -> None:
+    """InvalidArguments naming ``key`` unless ``value`` may stand in a URL path (module docstring);
+    ``strict`` (or an id parameter's name): only an id or a UUID."""
+    strict = strict or is_id_parameter(key)
     candidates: list[Any] = [value]
     if isinstance(value, AbstractMISP):
         candidates = [v for v in (value.get("uuid"), value.get("id")) if v not in (None, "")]
@@ -52,9 +61,9 @@ def _problem(value: Any, strict: bool) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         return f"is a {type(value).__name__}"
     if isinstance(value, int):
-        return "is negative" if value < 0 else ""
+        return "" if 0 <= value <= MAX_ID else f"is {value} (out of range)"
     if strict:
-        return "" if _DIGITS.match(value) or _UUID.match(value) else f"is {value[:40]!r}"
+        return "" if (_DIGITS.match(value) and int(value) <= MAX_ID) or _UUID.match(value) else f"is {value[:40]!r}"
     return "" if is_path_safe(value) else f"is {value[:40]!r}"
 
 

@@ -44,6 +44,10 @@ NAMES_DOC = ("Every valid name, with whether it reads, writes or administers MIS
 #: Service topics registered by other modules: name -> handler (see :func:`register_topic`).
 EXTRA: dict[str, Handler] = {}
 
+#: The service topic that reports what this instance runs (:mod:`dxlmispservice.api.status`); its handler
+#: is the app's StatusBoard, handed to :func:`build_table`.
+STATUS = "status"
+
 
 def register_topic(name: str, handler: Handler | None = None) -> Any:
     """Add a service topic ``name``; use as ``register_topic(name, handler)`` or as ``@register_topic(name)``.
@@ -75,7 +79,7 @@ def _service_topics() -> dict[str, Handler]:
 def valid_api_names() -> list[str]:
     """Every name ``apiNames`` may hold: legacy names, allow-listed PyMISP methods (admin ones included,
     which need ``allowAdminApis``) and service topics."""
-    return sorted(set(LEGACY) | set(passthrough.allowed_names()) | set(_service_topics()))
+    return sorted(set(LEGACY) | set(passthrough.allowed_names()) | set(_service_topics()) | {STATUS})
 
 
 def _problem(name: str, valid: list[str]) -> str:
@@ -94,10 +98,12 @@ def _problem(name: str, valid: list[str]) -> str:
     return f"{name!r} is not an API name{hint}"
 
 
-def build_table(api_names: Iterable[str], *, allow_admin: bool = False) -> dict[str, Handler]:
+def build_table(api_names: Iterable[str], *, allow_admin: bool = False,
+                status: Handler | None = None) -> dict[str, Handler]:
     """The handler of each name in ``api_names``; raises ConfigError naming every unknown or refused name,
     with close matches, and pointing at the docs for the valid ones. Admin methods (:mod:`.access`) are
-    refused unless ``allow_admin``."""
+    refused unless ``allow_admin``; ``status`` is the handler of the ``status`` topic (the app's
+    StatusBoard)."""
     extras = _service_topics()
     table: dict[str, Handler] = {}
     problems: list[str] = []
@@ -111,6 +117,8 @@ def build_table(api_names: Iterable[str], *, allow_admin: bool = False) -> dict[
             table[name] = passthrough.build_handler(name)
         elif name in extras:
             table[name] = extras[name]
+        elif name == STATUS and status is not None:
+            table[name] = status
         else:
             problems.append(name)
     if problems:
@@ -122,4 +130,5 @@ def build_table(api_names: Iterable[str], *, allow_admin: bool = False) -> dict[
 
 def admin_names(table: Mapping[str, Handler]) -> list[str]:
     """The admin methods among a table's names, in table order."""
-    return [name for name in table if name not in LEGACY and name not in EXTRA and is_admin(name)]
+    return [name for name in table if name not in LEGACY and name not in EXTRA and name != STATUS
+            and is_admin(name)]

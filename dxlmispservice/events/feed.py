@@ -78,11 +78,12 @@ from __future__ import annotations
 import logging
 import time
 import uuid as uuidlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 from dxlmispservice.events.envelope import feed_message, feed_notice
+from dxlmispservice.events.feedfilters import Filters
 from dxlmispservice.events.worker import Worker
 from dxlmispservice.events.publisher import EventPayload, Publisher, TooLarge
 from dxlmispservice.names import feed_topic
@@ -104,76 +105,13 @@ DEFAULT_FETCH_LIMIT = 100
 MAX_FETCH_LIMIT = 1000
 #: The most events one restSearch of the feed asks for (to see past events that share one value).
 MAX_ASK = 10_000
+#: Changes of the last this many seconds are held back: MISP stamps in whole seconds, and another change
+#: may still land in a second the feed has read (or a save may commit a little after its stamp). Past
+#: them, the keyset position never skips a change; a MISP clock behind the service's by more loses some.
+SETTLE_SECONDS = 5
 
-
-@dataclass(frozen=True)
-class Filters:
-    """Which events the feed carries; each field maps to one restSearch filter."""
-
-    tags: tuple[str, ...] = ()
-    not_tags: tuple[str, ...] = ()
-    orgs: tuple[str, ...] = ()
-    published_only: bool = False
-    threat_levels: tuple[int, ...] = ()
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> Filters:
-        """The filters of a ``FeedSettings``."""
-        return cls(tuple(settings.tags), tuple(settings.not_tags), tuple(settings.orgs),
-                   bool(settings.published_only), tuple(int(t) for t in settings.threat_levels))
-
-    @classmethod
-    def from_payload(cls, data: Any) -> Filters:
-        """The filters of a request (``{"tags": [...], "not_tags": [...], "orgs": [...],
-        "published_only": bool, "threat_levels": [1, 2]}``, every key optional); InvalidArguments if bad."""
-        if data is None:
-            return cls()
-        if not isinstance(data, dict):
-            raise InvalidArguments("filters must be an object")
-        known = {"tags", "not_tags", "orgs", "published_only", "threat_levels"}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InvalidArguments(f"unknown filters {unknown}; accepted: {sorted(known)}")
-
-        def strings(key: str) -> tuple[str, ...]:
-            value = data.get(key, [])
-            if isinstance(value, str):
-                value = [value]
-            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-                raise InvalidArguments(f"filters.{key} must be a list of non-empty strings")
-            return tuple(value)
-
-        levels = data.get("threat_levels", [])
-        if not isinstance(levels, list) or not all(
-                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4 for v in levels):
-            raise InvalidArguments("filters.threat_levels must be a list of integers from 1 to 4")
-        published = data.get("published_only", False)
-        if not isinstance(published, bool):
-            raise InvalidArguments("filters.published_only must be true or false")
-        return cls(strings("tags"), strings("not_tags"), strings("orgs"), published, tuple(levels))
-
-    @property
-    def watermark(self) -> str:
-        """The field the feed follows: ``publish_timestamp`` with published_only, else ``timestamp``."""
-        return PUBLICATIONS if self.published_only else CHANGES
-
-    def to_payload(self) -> dict[str, Any]:
-        """The request form of the filters that are set (what :meth:`from_payload` reads)."""
-        return {key: list(value) if isinstance(value, tuple) else value
-                for key, value in asdict(self).items() if value}
-
-    def search_kwargs(self) -> dict[str, Any]:
-        """The restSearch arguments (PyMISP ``search`` keywords); not-tags use MISP's ``!`` negation."""
-        kwargs: dict[str, Any] = {}
-        if self.tags or self.not_tags:
-            kwargs["tags"] = list(self.tags) + [f"!{tag}" for tag in self.not_tags]
-        if self.orgs:
-            kwargs["org"] = list(self.orgs)
-        if self.published_only:
-            kwargs["published"] = True
-        if self.threat_levels:
-            kwargs["threat_level_id"] = list(self.threat_levels)
-        return kwargs
+#: The clock ``fetch_events`` holds recent changes back by (epoch seconds).
+clock: Callable[[], float] = time.time
 
 
 @dataclass(frozen=True)
@@ -197,14 +135,16 @@ def feed_message_id(topic: str, field: str, uuid: str, value: int) -> str:
     return "{" + str(uuidlib.uuid5(MESSAGE_ID_NAMESPACE, f"{topic}\n{field}\n{uuid}\n{value}")) + "}"
 
 
-def fetch_page(misp: Any, position: Position, filters: Filters, limit: int, *, ask: int = 0) -> Page:
+def fetch_page(misp: Any, position: Position, filters: Filters, limit: int, *, ask: int = 0,
+               horizon: int | None = None) -> Page:
     """Up to ``limit`` events after ``position`` (in its ``(value, uuid)`` order), oldest first.
 
     restSearch orders by the value only, and ties come back in any order, so one request for ``ask``
     events (from the position's value, page 1) is complete only below the largest value it holds when it
     comes back full. The events after the position among those complete ones are the page; when there
     are none (many events share one value), the request is repeated asking for twice as many, up to
-    :data:`MAX_ASK`. ``misp`` is a MispConnection: its errors (MispUnavailable, MispRefused) propagate.
+    :data:`MAX_ASK`. Changes with a value after ``horizon`` are held back (:data:`SETTLE_SECONDS`).
+    ``misp`` is a MispConnection: its errors (MispUnavailable, MispRefused) propagate.
     """
     field = position.field
     if field != filters.watermark:
@@ -219,11 +159,14 @@ def fetch_page(misp: Any, position: Position, filters: Filters, limit: int, *, a
         keyed = _keyed(answer, field)
         full = len(answer) >= ask
         edge = max((key[0] for key, _ in keyed), default=position.timestamp)
+        settled = horizon is None or edge <= horizon
         fresh = sorted(((key, event) for key, event in keyed
-                        if (not full or key[0] < edge) and not position.delivered(key[1], key[0])),
+                        if (not full or key[0] < edge) and (horizon is None or key[0] <= horizon)
+                        and not position.delivered(key[1], key[0])),
                        key=lambda pair: pair[0])
-        if fresh or not full:
-            return Page(tuple(event for _, event in fresh[:limit]), more=full or len(fresh) > limit, ask=ask)
+        if fresh or not full or not settled:
+            more = (full and settled) or len(fresh) > limit
+            return Page(tuple(event for _, event in fresh[:limit]), more=more, ask=ask)
         if ask >= MAX_ASK:
             raise InternalError(f"more than {MAX_ASK} events share Event.{field} {edge}: the feed cannot page "
                                 "past them")
@@ -252,7 +195,8 @@ class Feed:
     """
 
     def __init__(self, settings: Any, misp: Any, publisher: Publisher, *, service_unique_id: str = "",
-                 clock: Callable[[], float] = time.time, stop_timeout: float = 10.0) -> None:
+                 clock: Callable[[], float] = time.time, stop_timeout: float = 10.0,
+                 settle: int = SETTLE_SECONDS) -> None:
         if settings.page_size < 1:
             raise ValueError("page_size must be at least 1")
         self._settings = settings
@@ -261,6 +205,7 @@ class Feed:
         self._topic = feed_topic(service_unique_id)
         self._filters = Filters.from_settings(settings)
         self._clock = clock
+        self._settle = settle
         self._worker = Worker("misp-event-feed", self._run, stop_timeout=stop_timeout,
                               description="The event feed thread", log=logger)
         self._stop = self._worker.stopping
@@ -268,6 +213,10 @@ class Feed:
         self._ask = 0  # the last restSearch size at the position's value (see fetch_page)
         self._ask_at: tuple[int, str] | None = None
         self.notices = 0  # events published as notices: too big for the fabric
+        self.published = 0  # events published since the start, notices included
+        self.failures = 0  # polls that failed since the start
+        self.last_poll: float | None = None  # epoch seconds when the last poll completed
+        self.last_error = ""
 
     @property
     def topic(self) -> str:
@@ -280,6 +229,15 @@ class Feed:
         if self._position is None:
             self._position = self._initial_position()
         return self._position
+
+    def status(self) -> dict[str, Any]:
+        """What the ``status`` topic reports of the feed: its position, how long since it last caught up
+        with MISP (``lag_seconds``), and its counts."""
+        lag = None if self.last_poll is None else round(max(0.0, self._clock() - self.last_poll), 3)
+        return {"topic": self._topic, "running": self._worker.running,
+                "position": self._position.to_dict() if self._position is not None else None,
+                "last_poll": self.last_poll, "lag_seconds": lag, "published": self.published,
+                "notices": self.notices, "failures": self.failures, "last_error": self.last_error}
 
     def start(self) -> None:
         """Load (or create) the state, then poll now and every ``interval`` seconds on a thread."""
@@ -304,6 +262,7 @@ class Feed:
         while not self._stop.is_set():
             at = (self.position.timestamp, self.position.field)
             page = fetch_page(self._misp, self.position, self._filters, self._settings.page_size,
+                              horizon=int(self._clock()) - self._settle,
                               ask=self._ask if self._ask_at == at else 0)
             self._ask, self._ask_at = page.ask, at
             for event in page.events:
@@ -311,8 +270,10 @@ class Feed:
                     return published
                 self._deliver(event)
                 published += 1
+                self.published += 1
             if not page.more or not page.events:
                 break
+        self.last_poll = self._clock()
         return published
 
     def _deliver(self, event: dict[str, Any]) -> None:
@@ -350,9 +311,11 @@ class Feed:
                     logger.info("Event feed: published %d event(s), now at %s %d", count,
                                 self.position.field, self.position.timestamp)
             except MispServiceError as exc:
+                self.failures, self.last_error = self.failures + 1, exc.message
                 logger.warning("Event feed poll failed, retrying in %.0f s: %s", self._settings.interval,
                                exc.message)
-            except Exception:
+            except Exception as exc:
+                self.failures, self.last_error = self.failures + 1, f"{type(exc).__name__}: {exc}"
                 logger.exception("Event feed poll failed, retrying in %.0f s", self._settings.interval)
             self._stop.wait(self._settings.interval)
 
@@ -413,10 +376,10 @@ def fetch_events(misp: Any, payload: dict[str, Any]) -> dict[str, Any]:
     else:
         filters = Filters.from_payload(payload.get("filters"))
         try:
-            position = Position(parse_since(payload.get("since", 0), time.time()), field=filters.watermark)
+            position = Position(parse_since(payload.get("since", 0), clock()), field=filters.watermark)
         except ValueError as exc:
             raise InvalidArguments(f"since: {exc}") from exc
-    page = fetch_page(misp, position, filters, limit)
+    page = fetch_page(misp, position, filters, limit, horizon=int(clock()) - SETTLE_SECONDS)
     items = []
     for event in page.events:
         timestamp, uuid = event_key(event, position.field)

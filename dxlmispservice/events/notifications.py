@@ -102,6 +102,7 @@ class Forwarder:
         self.failed = 0
         self.dropped = 0
         self.notices = 0  # frames forwarded as notices: too big for the fabric
+        self.last_heartbeat: float | None = None  # epoch seconds of MISP's last misp_json_self
 
     @property
     def endpoint(self) -> str:
@@ -112,6 +113,12 @@ class Forwarder:
     def topics(self) -> frozenset[str]:
         """The ZeroMQ topics that are forwarded."""
         return self._topics
+
+    def status(self) -> dict[str, Any]:
+        """What the ``status`` topic reports of the forwarder."""
+        return {"endpoint": self._endpoint, "topics": sorted(self._topics), "running": self._worker.running,
+                "silent": self._silent, "forwarded": self.forwarded, "failed": self.failed,
+                "dropped": self.dropped, "notices": self.notices, "last_heartbeat": self.last_heartbeat}
 
     def start(self) -> None:
         """Create the socket, connect, and start the receive thread (returns once subscribed)."""
@@ -189,6 +196,8 @@ class Forwarder:
 
     def _handle(self, frames: list[bytes]) -> None:
         topic, raw = parse_frame(frames)
+        if topic == HEARTBEAT_TOPIC:
+            self.last_heartbeat = time.time()
         if topic not in self._topics:
             return  # the heartbeat when it is not configured, or a longer topic a prefix let in
         try:

@@ -145,7 +145,7 @@ class _WrittenHooks:
             return not hook.ran
 
 
-def dxl_publisher(dxl_client: Any, *, limit: int | None = None,
+def dxl_publisher(dxl_client: Any, *, limit: int | None = None, secret: str | None = None,
                   write_timeout: float = WRITE_TIMEOUT) -> Publisher:
     """A :data:`Publisher` sending compact JSON DXL events through ``dxl_client``; each call returns once
     the message is in the broker socket, or raises :class:`PublishError`.
@@ -153,11 +153,14 @@ def dxl_publisher(dxl_client: Any, *, limit: int | None = None,
     An event whose MQTT packet would be over ``limit`` bytes (the fabric's ``messageSizeLimit``, which
     the real broker enforces by disconnecting the sender) is not sent: :class:`TooLarge`, and the caller
     sends a notice that fits instead. A client whose ``send_event`` does not go through a paho ``publish``
-    (a test double) is not waited for."""
+    (a test double) is not waited for. ``secret`` (the API key) is cut out of any event that holds it."""
     captured, hooks = _instrument(dxl_client)
+    secret_bytes = secret.encode("utf-8") if secret else None
 
     def publish(topic: str, payload: dict) -> None:
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if secret_bytes is not None and secret_bytes in body:
+            body = body.replace(secret_bytes, b"<redacted>")
         event = Event(topic)
         event.payload = body
         if limit is not None:

@@ -28,6 +28,12 @@ class Worker:
         self.thread = threading.Thread(target=self._target, name=self.name, daemon=True)
         self.thread.start()
 
+    @property
+    def running(self) -> bool:
+        """Whether the thread is alive."""
+        thread = self.thread
+        return thread is not None and thread.is_alive()
+
     def stop(self) -> bool:
         """Set :attr:`stopping` and wait for the thread at most ``stop_timeout`` seconds; False (with a
         warning) when it is still running then, True otherwise."""

@@ -695,6 +695,24 @@ BAD_LEGACY_VALUES = [
     ("search", {"include_sightings": "maybe"}, "'include_sightings' must be true or false"),
     ("search", {"limit": 10**20}, "'limit' must be a whole number"),
     ("publish", {"event": 0}, "'event' must be an id"),
+    ("add_named_attribute", {"event": 1, "type_value": "domain", "value": "a.b", "first_seen": "garbage"},
+     "'first_seen' must be epoch seconds (0 to 253402300799) or an ISO date"),
+    ("search", {"publish_timestamp": "1000000000000d"}, "'publish_timestamp' must be a time"),
+    ("search", {"date_from": "yesterday"}, "'date_from' must be epoch seconds"),
+    ("search", {"eventid": -1}, "'eventid' must be an id (1 or more) or a UUID"),
+    ("search", {"eventid": 0}, "'eventid' must be an id"),
+    ("search", {"eventid": "abc"}, "'eventid' must be an id"),
+    ("search", {"eventid": "../x"}, "'eventid' must be an id"),
+    ("search", {"eventid": []}, "'eventid' must be an id"),
+    ("search", {"eventid": {"OR": []}}, "'eventid' must be an id"),
+    ("delete_event", {"event_id": "1\n"}, "'event_id' must be an id"),
+    ("get_event", {"event_id": "1\n"}, "'event_id' must be an id"),
+    ("tag", {"uuid": str(uuidlib.uuid4()) + "\n", "tag": "t"}, "'uuid' must be a UUID"),
+    ("update_event", {"event_id": 1, "event": {"info": "x", "timestamp": 1e300}}, "the event's 'timestamp' must be"),
+    ("update_event", {"event_id": 1, "event": {"info": "x", "Attribute": "zz"}}, "'event' is not a MISP event"),
+    ("publish", {"event": {"Event": {"id": 1, "published": {"a": 1}}}}, "the event's 'published' must be true"),
+    ("add_named_attribute", {"event": 1, "type_value": "ip-dst", "value": ["1.2.3.4", "1.2.3.5"],
+                             "uuid": str(uuidlib.uuid4())}, "'uuid' names one attribute: send one value"),
 ]
 
 
@@ -714,5 +732,18 @@ def test_legacy_values_in_range_still_pass(client: FakeClient, misp: FakePyMISP)
     legacy.new_event(client, {"info": "é" * 30_000, "distribution": 4, "threat_level_id": 1, "analysis": 2,
                               "date": "2024-05-01"})
     legacy.search(client, {"timestamp": ["14d", 1_700_000_000], "sharinggroup": ["1", 2], "to_ids": "exclude",
-                           "tags": {"OR": ["a", "b"], "NOT": "c"}, "limit": 0})
+                           "tags": {"OR": ["a", "b"], "NOT": "c"}, "limit": 0, "eventid": ["5", "!6"],
+                           "date_from": "2024-01-01T00:00:00Z", "last": "30m"})
     assert [name for name, _ in misp.calls] == ["add_event", "search"]
+
+
+@pytest.mark.parametrize("answer", [{}, None, "done", {"message": "Invalid attribute"}, [], {"Sighting": []},
+                                    {"saved": True}])
+def test_a_sighting_answer_that_shows_no_sighting_is_misp_refused(client: FakeClient, misp: FakePyMISP,
+                                                                  monkeypatch: pytest.MonkeyPatch, answer: Any) -> None:
+    """An answer from MISP that neither names what it did nor shows a stored sighting is misp_refused with
+    MISP's JSON, never a made-up "1 sighting successfully added."."""
+    monkeypatch.setattr(misp, "add_sighting", lambda *args, **kwargs: answer)
+    with pytest.raises(MispRefused) as refused:
+        legacy.sighting(client, {"value": "203.0.113.9"})
+    assert "did not confirm it" in refused.value.message and refused.value.payload == answer

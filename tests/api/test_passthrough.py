@@ -217,7 +217,7 @@ def test_no_argument_method_accepts_an_empty_payload(client: FakeClient, misp: R
 def test_identifiers_cannot_change_the_url_path(client: FakeClient, misp: RecordingPyMISP, name: str,
                                                 payload: dict[str, Any]) -> None:
     """An identifier with '/', '?', '..' (bare or inside an entity) is refused before MISP is called."""
-    with pytest.raises(InvalidArguments, match="goes into MISP's URL, so it must be (a number, a UUID or a plain name|a non-negative number or a UUID)"):
+    with pytest.raises(InvalidArguments, match=r"goes into MISP's URL, so it must be (a number, a UUID or a plain name|a number from 0 to 2\*\*63 - 1, or a UUID)"):
         passthrough.build_handler(name)(client, payload)
     assert misp.calls == []
 
@@ -412,7 +412,16 @@ def test_real_refusal_is_misp_refused(real: MispConnection) -> None:
     ("update_attribute", {"attribute": [1, 2]}, "'attribute' takes a JSON object or a single value, not a JSON list"),
     ("get_event", {"event": 1, "deleted": {"a": 1}}, "'deleted' takes a list or a single value, not a JSON object"),
     ("search_index", {"published": "yes"}, "'published' takes true or false, not 'yes'"),
-    ("search_index", {"limit": "5"}, "'limit' takes an integer, not '5'"),
+    ("search_index", {"limit": "5"}, "'limit' takes a whole number from 0 to 2**63 - 1, not '5'"),
+    ("search_index", {"limit": -5}, "'limit' takes a whole number from 0 to 2**63 - 1, not -5"),
+    ("search_index", {"page": 10**30}, "the number at 'page' is out of range"),
+    ("search_index", {"timestamp": 1e300}, "the number at 'timestamp' is out of range"),
+    ("search_index", {"timestamp": 10**12}, "'timestamp' takes epoch seconds from 0 to 253402300799"),
+    ("search_index", {"date_from": -1}, "'date_from' takes epoch seconds"),
+    ("add_sighting", {"sighting": {"value": "x", "timestamp": 1e300}}, "the number at 'sighting.timestamp' is out"),
+    ("get_attribute", {"attribute": 10**30}, "is out of range"),
+    ("get_event", {"event": "1\n"}, "'event'"),
+    ("add_attribute", {"event": "abc", "attribute": {"type": "domain", "value": "a.b"}}, "'event' is 'abc'"),
     ("search_index", {"eventinfo": ["a"]}, "'eventinfo' takes a string, not a JSON list"),
     ("delete_attribute", {"attribute": 1, "hard": [True]}, "'hard' takes true or false, not a JSON list"),
 ])

@@ -74,7 +74,7 @@ def test_plain_values_pass(value: object) -> None:
 def test_id_parameters_take_numbers_and_uuids_only() -> None:
     """An *_id parameter refuses a plain name."""
     check_path_value("update_event", "event_id", "12")
-    with pytest.raises(InvalidArguments, match="non-negative number or a UUID"):
+    with pytest.raises(InvalidArguments, match=r"a number from 0 to 2\*\*63 - 1, or a UUID"):
         check_path_value("update_event", "event_id", "twelve")
 
 

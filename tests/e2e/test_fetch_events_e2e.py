@@ -11,10 +11,16 @@ from collections import Counter
 from typing import Any
 
 from dxlmispservice.errors import InvalidArguments
+from dxlmispservice.events.feed import SETTLE_SECONDS
 from dxlmisp_devstack.testing import Requester, StackHandle
 
 TOPIC = "/opendxl-misp/service/misp-api/fetch_events"
 ORG_NAME = "ORGNAME"  # the dev MISP server's one organisation
+
+
+def settle() -> None:
+    """Wait out the seconds fetch_events holds the latest changes back for (SETTLE_SECONDS)."""
+    time.sleep(SETTLE_SECONDS + 1)
 
 
 def fetch(dxl_requester: Requester, payload: dict[str, Any]) -> dict[str, Any]:
@@ -79,6 +85,8 @@ def test_cursor_returns_only_later_changes(devstack: StackHandle, dxl_requester:
     misp.add_attribute(made[2]["id"], {"type": "ip-dst", "value": "203.0.113.10"}, pythonify=False)
     edited = misp.get_event(made[2]["id"], pythonify=False)["Event"]
     new = add_event(misp, "second batch", int(edited["timestamp"]) + 1)
+    assert fetch(dxl_requester, {"cursor": last})["events"] == []  # held back while they settle
+    settle()
     later, _, _ = fetch_all(dxl_requester, {"cursor": last}, limit=5)
     assert [key(e) for e in later] == [(edited["uuid"], int(edited["timestamp"])),
                                        (new["uuid"], int(new["timestamp"]))]
@@ -97,7 +105,9 @@ def test_paging_survives_edits_between_pages(devstack: StackHandle, dxl_requeste
                 misp.add_attribute(event["id"], {"type": "domain", "value": f"{event['id']}.example"},
                                    pythonify=False)
 
-    events, _, _ = fetch_all(dxl_requester, {"since": now - 800}, limit=3, between_pages=edit)
+    events, last, _ = fetch_all(dxl_requester, {"since": now - 800}, limit=3, between_pages=edit)
+    settle()  # the edits are held back until they settle, then come after the rest
+    events += fetch_all(dxl_requester, {"cursor": last}, limit=3)[0]
     counts = Counter(e["Event"]["uuid"] for e in events)
     assert set(counts) == {e["uuid"] for e in made}
     assert counts[edits["seen"]["uuid"]] == 2
@@ -138,9 +148,11 @@ def test_published_only_cursor_follows_publications(devstack: StackHandle, dxl_r
     draft = add_event(misp, "draft", now - 300)
     early = add_event(misp, "published early", now - 200)
     misp.publish(early["id"])
+    settle()
     events, last, _ = fetch_all(dxl_requester, {"since": now - 1000, "filters": {"published_only": True}}, limit=5)
     assert [e["Event"]["uuid"] for e in events] == [early["uuid"]]
     misp.publish(draft["id"])
+    settle()
     later, last, _ = fetch_all(dxl_requester, {"cursor": last}, limit=5)
     assert [(e["Event"]["uuid"], int(e["Event"]["timestamp"])) for e in later] == [(draft["uuid"], now - 300)]
     assert int(later[0]["Event"]["publish_timestamp"]) >= int(events[0]["Event"]["publish_timestamp"])

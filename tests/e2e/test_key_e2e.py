@@ -10,14 +10,12 @@ from __future__ import annotations
 import secrets
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dxlmisp_devstack.testing import API_KEY_ENV, Reply, Requester, ServiceProcess, StackHandle
 from dxlmispservice.names import request_topic
-from tests.e2e import helpers
 
 WRONG_KEY = secrets.token_hex(20)
 LOGGERS = ("pymisp", "urllib3", "requests", "dxlclient", "dxlbootstrap", "dxlmispservice")
@@ -116,7 +114,7 @@ def test_no_key_in_debug_logs_answers_or_errors(devstack: StackHandle, dxl_reque
     assert [r.ok for r in replies[:10]] == [True] * 10 and replies[-1].error_code == 3
     for reply in replies:
         text = reply.raw.decode("utf-8", "replace") + reply.error_message
-        assert not [key for key in keys if key in text]
+        assert not [key for key in keys if key in text or key[:16] in text]
     logs = {name: service.log_text() for name, service in debug_services.items()}
     assert " pymisp DEBUG " in logs["right"] and " urllib3.connectionpool DEBUG " in logs["right"]
     assert "<redacted>" in logs["right"]  # PyMISP's request headers were logged, the key cut out

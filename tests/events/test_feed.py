@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from dxlmispservice.events import feedstate
+from dxlmispservice.events import feed as feed_module, feedstate
 from dxlmispservice.events.publisher import EventPayload, TooLarge
 from dxlmispservice.errors import ConfigError, InvalidArguments, MispUnavailable
 from dxlmispservice.events.feed import SEARCH_ORDERS, Feed, Filters, feed_message_id, feed_topic, fetch_events
@@ -137,8 +137,14 @@ def make_settings(state_file: str, **kw: Any) -> FeedSettings:
 
 
 def make_feed(settings: FeedSettings, misp: FakeMisp, out: ListPublisher, **kw: Any) -> Feed:
-    """A Feed whose clock reads NOW."""
-    return Feed(settings, misp, out, clock=lambda: NOW, **kw)
+    """A Feed whose clock reads NOW and that holds nothing back (unless ``settle`` says otherwise)."""
+    return Feed(settings, misp, out, clock=lambda: NOW, **{"settle": 0, **kw})
+
+
+@pytest.fixture(autouse=True)
+def _fetch_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fetch_events reads NOW, SETTLE_SECONDS on: it holds back nothing up to NOW."""
+    monkeypatch.setattr(feed_module, "clock", lambda: NOW + feed_module.SETTLE_SECONDS)
 
 
 def populate(misp: FakeMisp, count: int, *, start: int = NOW - 1000, per_second: int = 1) -> list[tuple[str, int]]:
@@ -715,3 +721,36 @@ def test_an_event_too_big_for_the_fabric_goes_out_as_a_notice_between_the_others
     assert out.sent[2][1]["feed"]["previous"] == notice["feed"]["position"]
     assert feed.notices == 1 and caplog.text.count("published a notice instead") == 1
     assert load_position(state_file) == Position(NOW - 10, "c-small")
+
+
+@pytest.mark.parametrize("filters, words", [({"not_tags": ["a\u0000"]}, "with no NUL character"),
+                                            ({"orgs": ["o" * 256]}, "at most 255 characters"),
+                                            ({"tags": [f"t{n}" for n in range(101)]}, "at most 100 values")])
+def test_fetch_events_filter_strings_are_bounded(filters: dict[str, Any], words: str) -> None:
+    """A filter string with a NUL, longer than MISP's names, or too many of them is invalid_arguments."""
+    with pytest.raises(InvalidArguments, match=words):
+        fetch_events(FakeMisp(), {"filters": filters})
+
+
+def test_changes_of_the_last_seconds_are_held_back_until_they_settle(state_file: str) -> None:
+    """With settle 5, a change 3 s old waits; once 5 s have passed it goes out, and one made later in that
+    same second with a smaller uuid goes out too (none is skipped by the keyset)."""
+    misp, out, now = FakeMisp(), ListPublisher(), [NOW]
+    misp.add("m-old", NOW - 60)
+    misp.add("m-recent", NOW - 3)
+    feed = Feed(make_settings(state_file), misp, out, clock=lambda: now[0], settle=5)
+    assert feed.poll_once() == 1 and out.changes() == [("m-old", NOW - 60)]
+    misp.add("a-same-second", NOW - 3)  # lands later in the very second the feed has seen
+    now[0] = NOW + 2
+    assert feed.poll_once() == 2
+    assert out.changes()[1:] == [("a-same-second", NOW - 3), ("m-recent", NOW - 3)]
+
+
+def test_fetch_events_holds_back_the_last_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fetch_events answers the changes older than SETTLE_SECONDS, and says there is nothing more yet."""
+    misp = FakeMisp()
+    misp.add("old", NOW - 60)
+    misp.add("new", NOW - 1)
+    monkeypatch.setattr(feed_module, "clock", lambda: NOW)
+    answer = fetch_events(misp, {"since": 0})
+    assert [item["Event"]["uuid"] for item in answer["events"]] == ["old"] and answer["more"] is False

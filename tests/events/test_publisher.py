@@ -209,3 +209,13 @@ def test_an_event_over_the_fabric_limit_is_refused_before_anything_is_sent(
     publish(TOPIC, {"Event": {"info": "x" * 1500}})
     packet = received(broker_end)
     assert len(dxl.sent) == 1 and len(packet) <= 2000 and b"x" * 1500 in packet
+
+
+def test_the_api_key_is_cut_out_of_an_event(pair: tuple[socket.socket, socket.socket]) -> None:
+    """An event whose JSON holds the API key (a forwarded user notification, say) goes out without it."""
+    client_end, broker_end = pair
+    dxl = PahoDxlClient(client_end, network_thread=None)
+    key = "k3y" * 13
+    dxl_publisher(dxl, secret=key, write_timeout=5)(TOPIC, {"User": {"authkey": key}})
+    packet = received(broker_end)
+    assert key.encode() not in packet and b'{"User":{"authkey":"<redacted>"}}' in packet
