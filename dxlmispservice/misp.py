@@ -41,7 +41,7 @@ from requests.structures import CaseInsensitiveDict
 
 from dxlmispservice import __version__
 from dxlmispservice.compat.pymisp import SessionHook, clear_cookies, session_of
-from dxlmispservice.errors import MispRefused, MispUnavailable, redact
+from dxlmispservice.errors import MispRefused, MispUnavailable, ResponseTooLarge, redact
 from dxlmispservice.settings import Settings
 from dxlmispservice.transport import refusal_since, requests_sent, session_setup
 
@@ -59,6 +59,8 @@ _STATUS_IN_MESSAGE = re.compile(r"^Error code (\d{3})\b")
 #: The headers PyMISP puts on every JSON request, over its session's own.
 _JSON_HEADERS = {"Accept": "application/json", "content-type": "application/json"}
 _BLANKS = b" \t\r\n"
+#: How much of an answer the raw path reads at a time.
+_READ_CHUNK = 65_536
 class BuildRefused(Exception):
     """MISP refused the requests PyMISP sends while it builds (a wrong or disabled key)."""
 
@@ -147,7 +149,8 @@ class RawSender:
         return not self.session.trust_env and self.pymisp.auth is None and not self.session.cookies
 
     def send(self, method: str, path: str, body: bytes | None) -> requests.Response:
-        """``method`` on MISP's ``path`` (relative to its URL) with a JSON ``body``; redirects are followed."""
+        """``method`` on MISP's ``path`` (relative to its URL) with a JSON ``body``; redirects are followed.
+        The answer's body is left unread (``stream``): the caller reads as much of it as it takes."""
         url = urljoin(self.pymisp.root_url, path)
         if self._fast():
             prepared = requests.PreparedRequest()
@@ -167,7 +170,7 @@ class RawSender:
             prepared = self.session.prepare_request(request)
             prepared.headers.update(_JSON_HEADERS)
             settings = self._settings(url)
-        return self.session.send(prepared, timeout=self.pymisp.timeout, **settings)
+        return self.session.send(prepared, timeout=self.pymisp.timeout, **{**settings, "stream": True})
 
 
 class MispConnection:
@@ -260,27 +263,47 @@ class MispConnection:
         if sender is None or sender.pymisp is not pymisp:
             sender = self._sender = RawSender(pymisp)
         response = sender.send(method, path, body)
+        try:
+            content = self._read_capped(response)
+        finally:
+            response.close()
         status = response.status_code
+        text = content.decode(response.encoding or "utf-8", "replace") if status >= 400 else ""
         if status >= 500:
-            raise self._unavailable(f"MISP at {self.url} failed with a server error: "
-                                    f"{_quote(response.text, self._secret)}")
+            raise self._unavailable(f"MISP at {self.url} failed with a server error: {_quote(text, self._secret)}")
         if status >= 400:
             try:
-                refusal = json.loads(response.content)
+                refusal = json.loads(content)
             except (ValueError, RecursionError):
-                raise self._refused(status, None, response.text) from None
+                raise self._refused(status, None, text) from None
             raise self._refused(status, refusal)
-        content = response.content
         stripped = content.strip(_BLANKS)
         if stripped[:1] + stripped[-1:] in (b"{}", b"[]"):
             return content
         try:
             value = json.loads(content)
         except (ValueError, RecursionError):
-            raise self._not_json(response.text) from None
+            raise self._not_json(content.decode("utf-8", "replace")) from None
         if not isinstance(value, (dict, list)):
             raise self._container_expected(value)
         return json.dumps(value).encode("utf-8")
+
+    def _read_capped(self, response: requests.Response) -> bytes:
+        """The answer's body, read to at most ``maxResponseSize`` + 1 bytes: a longer one is
+        ResponseTooLarge, and no more of it is read (the connection is closed)."""
+        cap = self._settings.max_response_size
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(_READ_CHUNK):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > cap:
+                too_large = ResponseTooLarge(
+                    f"MISP's answer is more than {cap} bytes, the service's limit (maxResponseSize); the "
+                    "service stopped reading it. Ask for it in parts or narrow the request.")
+                too_large.at_least = cap + 1  # type: ignore[attr-defined]  # the handler words it per topic
+                raise too_large
+        return b"".join(chunks)
 
     def _container(self, value: Any) -> dict[str, Any] | list[Any]:
         if isinstance(value, dict) and value.get("response") is not None:

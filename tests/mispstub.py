@@ -24,6 +24,7 @@ class MispStub:
         self.down = False
         self.release = threading.Event()
         self.requests: list[str] = []
+        self.streamed = 0
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -69,6 +70,20 @@ class MispStub:
                 {"name": "Not Found", "message": "Not Found", "url": "/" + path}).encode()
         if status == 0:  # hang until the test ends
             self.release.wait()
+            return
+        if status == -2:  # a huge answer: 200 MB of "[" + body repeated, written until the client goes away
+            handler.send_response(200)
+            handler.send_header("Content-Type", ctype)
+            handler.send_header("Content-Length", str(200_000_000))
+            handler.end_headers()
+            try:
+                handler.wfile.write(b"[")
+                while self.streamed < 200_000_000:
+                    handler.wfile.write(body)
+                    self.streamed += len(body)
+            except OSError:
+                pass
+            handler.close_connection = True
             return
         if status == -1:  # promise more than is sent, then close
             handler.send_response(200)

@@ -11,7 +11,7 @@ from pathlib import Path
 import docutils.core
 import pytest
 
-from dxlmispservice.api import legacy
+from dxlmispservice.api import legacy, legacysearch
 
 from dxlmispservice.api import passthrough
 
@@ -148,8 +148,8 @@ def test_methods_page_lists_every_legacy_key(name: str) -> None:
 def test_methods_page_lists_the_search_names_of_2_4() -> None:
     """The search section names the 2.4-only keys and the alternative spellings the legacy search takes."""
     section = _method_section((DOCS / "methods.rst").read_text(encoding="utf-8"), "search")
-    old = set(legacy._SEARCH_OLD_ONLY) - set(legacy._PASSED_AS_IS)
-    aliases = {alias for arg in legacy.SEARCH.values() for alias in arg.aliases}
+    old = set(legacysearch._SEARCH_OLD_ONLY) - set(legacysearch._PASSED_AS_IS)
+    aliases = {alias for arg in legacysearch.SEARCH.values() for alias in arg.aliases}
     assert sorted(k for k in old | aliases | {"controller", "limit", "page"} if f"``{k}``" not in section) == []
 
 

@@ -44,6 +44,20 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: What an answer over maxResponseSize advises for a topic that does not say (its handler's
+#: ``paging_advice``); :data:`PAGING` for a topic that takes ``limit`` and ``page``.
+NO_PAGING = "This topic does not page: narrow the request."
+PAGING = ('Ask for it in parts: add "limit" and "page" to the payload (for example {"limit": 100, "page": 1}, '
+          'then page 2, ... until a page has fewer than "limit" results), or narrow the request.')
+
+def advises(text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a topic handler with the ``paging_advice`` an answer over maxResponseSize gives."""
+    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn.paging_advice = text  # type: ignore[attr-defined]
+        return fn
+    return mark
+
+
 #: A topic handler (the topic table's entries): the shared MISP connection and the request payload (a JSON
 #: object) in, a JSON-able answer out; failures are raised from :mod:`dxlmispservice.errors`.
 Handler = Callable[["MispConnection", dict[str, Any]], Any]
@@ -88,6 +102,9 @@ class RequestHandler:
     def _handle(self, api_name: str, payload: bytes) -> Outcome:
         try:
             return self._ok(self._run(api_name, payload))
+        except ResponseTooLarge as exc:  # MISP's answer, cut off as it was read: worded with the topic's advice
+            at_least = getattr(exc, "at_least", None)
+            return self._error(exc if at_least is None else self._too_large(api_name, at_least, more=True))
         except MispServiceError as exc:
             return self._error(exc)
         except Exception:  # the requester gets a reference, the log gets the traceback
@@ -128,14 +145,16 @@ class RequestHandler:
             return None
         raise self._too_large(api_name, len(body))
 
-    def _too_large(self, api_name: str, size: int) -> ResponseTooLarge:
-        logger.warning("The answer to %s is %d bytes, over maxResponseSize %d: sent response_too_large",
-                       api_name, size, self._max_response_size)
+    def _too_large(self, api_name: str, size: int, *, more: bool = False) -> ResponseTooLarge:
+        """response_too_large naming the size (``more``: at least that; the rest was not read), the limit
+        and the topic's paging advice."""
+        said = f"more than {size - 1}" if more else str(size)
+        logger.warning("The answer to %s is %s bytes, over maxResponseSize %d: sent response_too_large",
+                       api_name, said, self._max_response_size)
+        advice = getattr(self._table.get(api_name), "paging_advice", None) or NO_PAGING
         return ResponseTooLarge(
-            f"The answer to {api_name} is {size} bytes, more than the service's limit of "
-            f"{self._max_response_size} bytes (maxResponseSize). Ask for it in parts: add \"limit\" "
-            f"and \"page\" to the payload (for example {{\"limit\": 100, \"page\": 1}}, then page 2, ...) "
-            f"or narrow the request.")
+            f"The answer to {api_name} is {said} bytes, more than the service's limit of "
+            f"{self._max_response_size} bytes (maxResponseSize). {advice}")
 
     def _ok(self, body: bytes) -> Outcome:
         return Outcome(ok=True, body=body)

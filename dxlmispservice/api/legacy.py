@@ -17,58 +17,19 @@ default ``alert=true`` (MISP sends the alert e-mail); send ``"alert": false`` to
 from __future__ import annotations
 
 import copy
-import inspect
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable
 
-from pymisp import MISPAttribute, MISPEvent, MISPSighting, PyMISP
+from pymisp import MISPAttribute, MISPEvent, MISPSighting
 
 from dxlmispservice.api import rawpath
+from dxlmispservice.api.handler import advises
 from dxlmispservice.errors import InvalidArguments, MispRefused, MispServiceError
-from dxlmispservice.api.legacyargs import KINDS, Arg, accepted_keys, as_bool, as_ref, convert, spec_index, unwrap
+from dxlmispservice.api.legacyargs import KINDS, Arg, accepted_keys, as_bool, as_ref, check, unwrap
+from dxlmispservice.api.legacysearch import search
 from dxlmispservice.api.passthrough import call_misp, to_json
 
 if TYPE_CHECKING:
     from dxlmispservice.misp import MispConnection
-
-
-# --- payload checks (the kinds of value and each spec's index are in legacyargs.py) ------------------------
-def check(api_name: str, payload: Mapping[str, Any], spec: Mapping[str, Arg]) -> dict[str, Any]:
-    """The payload's values by canonical key, defaults filled in; InvalidArguments names every problem.
-
-    Only the payload's keys, the required names and the defaults are looked at; the problems and the values
-    come out in spec order."""
-    index = spec_index(spec)
-    problems: list[str] = []
-    keys = index.keys
-    unknown = [key for key in payload if key not in keys]
-    if unknown:
-        problems.append("unknown key(s) " + ", ".join(f"'{key}'" for key in sorted(unknown)))
-    given: dict[str, list[tuple[int, str]]] = {}
-    for key, value in payload.items():
-        if value is not None and key in keys:
-            name, position = keys[key]
-            given.setdefault(name, []).append((position, key))
-    names = set(given).union(index.required, index.defaults)
-    values: dict[str, Any] = {}
-    for name in sorted(names, key=index.order.__getitem__):
-        arg = spec[name]
-        used = [key for _, key in sorted(given.get(name, ()))]
-        if len(used) > 1:
-            problems.append("give only one of " + " or ".join(f"'{key}'" for key in used))
-        elif not used:
-            if arg.required:
-                problems.append("missing " + " or ".join(f"'{key}'" for key in (name, *arg.aliases)))
-            elif arg.default is not None:
-                values[name] = arg.default
-        else:
-            ok, value, expected = convert(arg, payload[used[0]])
-            if ok:
-                values[name] = value
-            else:
-                problems.append(f"'{used[0]}' must be {expected}")
-    if problems:
-        raise InvalidArguments(f"{api_name}: {'; '.join(problems)}. Accepted keys: {accepted_keys(spec)}")
-    return values
 
 
 def _invalid(api_name: str, exc: Exception) -> InvalidArguments:
@@ -99,6 +60,15 @@ GET_EVENT = {"event_id": Arg("ref", required=True, aliases=("event",)), "deleted
              "extended": Arg("bool"), "no_sightings": Arg("bool")}
 
 
+#: What an answer too big for get_event advises: search reaches a big event in parts today.
+GET_EVENT_PAGING = (
+    'Ask for it in parts with search: the event without its attributes and objects as {"eventid": "<id>", '
+    '"metadata": true}, and its attributes (those in its objects too, each with its object_id) as '
+    '{"controller": "attributes", "eventid": "<id>", "limit": 100, "page": 1}, then page 2, ... until a '
+    'page has fewer than "limit" (a smaller "limit" if a page is still too big).')
+
+
+@advises(GET_EVENT_PAGING)
 def get_event(misp: MispConnection, payload: dict[str, Any]) -> Any:
     """One event by id or UUID; answers MISP's ``{"Event": {...}}``."""
     args = check("get_event", payload, GET_EVENT)
@@ -344,87 +314,6 @@ def sighting(misp: MispConnection, payload: dict[str, Any]) -> Any:
     word = _SIGHTING_WORDS.get(args.get("type", "0"), "sighting")
     return {"message": "Sighting added.", "name": f"{count} {word}{'' if count == 1 else 's'} successfully added.",
             "url": url}
-
-
-# --- search ------------------------------------------------------------------------------------------------
-CONTROLLERS = ("events", "attributes", "objects")
-RETURN_FORMATS = ("json", "xml", "openioc", "suricata", "snort", "text", "rpz", "csv", "cache", "stix-xml",
-                  "stix", "stix2", "yara", "yara-json", "attack", "attack-sightings", "context", "context-markdown")
-#: Search keys whose kind is not the one their PyMISP annotation gives (see :func:`_search_kind`).
-_SEARCH_KINDS = {"controller": "name", "return_format": "name", "uuid": "uuid", "eventid": "refs",
-                 "requested_attributes": "terms", "searchall": "text"}
-_SEARCH_ALIASES = {"value": ("values",), "return_format": ("returnFormat",)}
-_SEARCH_OLD_ONLY = {"not_values": Arg("terms"), "not_tags": Arg("terms"),
-                    "includeWarninglistHits": Arg("bool"), "includeProposals": Arg("bool")}
-_PASSED_AS_IS = ("includeWarninglistHits", "includeProposals")
-#: PyMISP's annotation of a search keyword (its text, without "None") -> the kind that checks it.
-_ANNOTATION_KINDS = (
-    ("tuple[", "time_range"), ("datetime", "time"), ("SearchParameterTypes", "terms"), ("SearchType", "terms"),
-    ("ToIDSType", "flags"), ("list[int]", "flags"), ("bool", "bool"), ("int", "count"), ("str", "text"),
-)
-
-
-def _search_kind(name: str, annotation: Any) -> str:
-    """The kind of search keyword ``name``, from :data:`_SEARCH_KINDS` or else from PyMISP's annotation
-    (``bool | None`` -> bool, ``int | None`` -> count...). ``sharinggroup`` (``int | list[int]``) takes ids.
-    An annotation this table does not know is a KeyError at import, so a new PyMISP is noticed."""
-    if name in _SEARCH_KINDS:
-        return _SEARCH_KINDS[name]
-    text = annotation if isinstance(annotation, str) else str(annotation)
-    if name == "sharinggroup":
-        return "ids"
-    for mark, kind in _ANNOTATION_KINDS:
-        if mark in text:
-            return kind
-    raise KeyError(f"search: no kind for {name!r} annotated {text!r}")
-
-
-def _search_spec() -> dict[str, Arg]:
-    """Modern ``PyMISP.search`` keyword names (bar pythonify) plus the 2.4 names."""
-    spec: dict[str, Arg] = {}
-    for parameter in list(inspect.signature(PyMISP.search).parameters.values())[1:]:
-        if parameter.kind is parameter.VAR_KEYWORD or parameter.name == "pythonify":
-            continue
-        spec[parameter.name] = Arg(_search_kind(parameter.name, parameter.annotation),
-                                   aliases=_SEARCH_ALIASES.get(parameter.name, ()))
-    spec.update(_SEARCH_OLD_ONLY)
-    return spec
-
-
-SEARCH = _search_spec()
-
-
-def _with_not(key: str, not_key: str, positive: Any, negative: Any) -> dict[str, Any]:
-    if isinstance(positive, dict) or isinstance(negative, dict):
-        raise InvalidArguments(f"search: '{not_key}' cannot be mixed with an OR/AND/NOT query in '{key}'")
-    query: dict[str, Any] = {}
-    if positive is not None:
-        query["OR"] = positive if isinstance(positive, list) else [positive]
-    query["NOT"] = negative if isinstance(negative, list) else [negative]
-    return query
-
-
-def search(misp: MispConnection, payload: dict[str, Any]) -> Any:
-    """restSearch on the events (default), attributes or objects controller; answers ``{"response": ...}``."""
-    args = check("search", payload, SEARCH)
-    controller = args.pop("controller", "events")
-    return_format = args.pop("return_format", "json")
-    if controller not in CONTROLLERS:
-        raise InvalidArguments(f"search: 'controller' must be one of {', '.join(CONTROLLERS)}")
-    if return_format not in RETURN_FORMATS:
-        raise InvalidArguments(f"search: 'returnFormat' must be one of {', '.join(RETURN_FORMATS)}")
-    for key, not_key in (("value", "not_values"), ("tags", "not_tags")):
-        negative = args.pop(not_key, None)
-        if negative is not None:
-            args[key] = _with_not(key, not_key, args.get(key), negative)
-    passed = {key: args.pop(key) for key in _PASSED_AS_IS if key in args}
-    if rawpath.supported(misp):  # MISP's answer forwarded undecoded where the payload allows (see rawpath)
-        body = rawpath.search_body(controller, return_format, args, passed)
-        if body is not None:
-            return rawpath.search(misp, controller, body)
-    result = call_misp(misp, "search", lambda p: p.search(
-        controller=controller, return_format=return_format, pythonify=False, **args, **passed))
-    return {"response": to_json(result)}
 
 
 #: The legacy table: name -> handler, in the order the docs list them.

@@ -3,7 +3,8 @@
 A spec maps each accepted payload key (its canonical name) to an :class:`Arg`: its kind, whether it is
 required, its default and its other names. :data:`KINDS` says how each kind is checked and converted and
 how a requester is told what it takes. :func:`spec_index` works out once per spec what
-:func:`dxlmispservice.api.legacy.check` needs, so that a check looks only at the keys a payload holds.
+:func:`check` needs, so that a check looks only at the keys a payload holds; :func:`check` checks a
+payload against its spec.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dxlmispservice.api.references import ID_FIRST_WRAPPERS, entity_reference
+from dxlmispservice.errors import InvalidArguments
 from dxlmispservice.events.feedstate import MAX_TIMESTAMP
 
 _UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\Z", re.IGNORECASE)
@@ -269,7 +271,7 @@ def accepted_keys(spec: Mapping[str, Arg]) -> str:
 
 @dataclass(frozen=True)
 class SpecIndex:
-    """What :func:`~dxlmispservice.api.legacy.check` needs of a spec, worked out once: every accepted key -> (canonical name, position
+    """What :func:`check` needs of a spec, worked out once: every accepted key -> (canonical name, position
     of the key among the name's keys); the names in spec order; the required names; the defaults."""
 
     keys: dict[str, tuple[str, int]]
@@ -295,3 +297,42 @@ def spec_index(spec: Mapping[str, Arg]) -> SpecIndex:
         defaults=tuple(name for name, arg in spec.items() if not arg.required and arg.default is not None))
     _INDEXES[id(spec)] = (spec, index)
     return index
+
+
+def check(api_name: str, payload: Mapping[str, Any], spec: Mapping[str, Arg]) -> dict[str, Any]:
+    """The payload's values by canonical key, defaults filled in; InvalidArguments names every problem.
+
+    Only the payload's keys, the required names and the defaults are looked at; the problems and the values
+    come out in spec order."""
+    index = spec_index(spec)
+    problems: list[str] = []
+    keys = index.keys
+    unknown = [key for key in payload if key not in keys]
+    if unknown:
+        problems.append("unknown key(s) " + ", ".join(f"'{key}'" for key in sorted(unknown)))
+    given: dict[str, list[tuple[int, str]]] = {}
+    for key, value in payload.items():
+        if value is not None and key in keys:
+            name, position = keys[key]
+            given.setdefault(name, []).append((position, key))
+    names = set(given).union(index.required, index.defaults)
+    values: dict[str, Any] = {}
+    for name in sorted(names, key=index.order.__getitem__):
+        arg = spec[name]
+        used = [key for _, key in sorted(given.get(name, ()))]
+        if len(used) > 1:
+            problems.append("give only one of " + " or ".join(f"'{key}'" for key in used))
+        elif not used:
+            if arg.required:
+                problems.append("missing " + " or ".join(f"'{key}'" for key in (name, *arg.aliases)))
+            elif arg.default is not None:
+                values[name] = arg.default
+        else:
+            ok, value, expected = convert(arg, payload[used[0]])
+            if ok:
+                values[name] = value
+            else:
+                problems.append(f"'{used[0]}' must be {expected}")
+    if problems:
+        raise InvalidArguments(f"{api_name}: {'; '.join(problems)}. Accepted keys: {accepted_keys(spec)}")
+    return values

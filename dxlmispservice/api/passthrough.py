@@ -43,6 +43,7 @@ from pymisp import PyMISP
 from pymisp.abstract import AbstractMISP
 from pymisp.exceptions import MISPServerError, PyMISPEmptyResponse, PyMISPError, PyMISPUnexpectedResponse
 
+from dxlmispservice.api.handler import PAGING
 from dxlmispservice.api.pathargs import ID_ONLY_ENTITIES, MAX_ID, check_path_kwargs, check_path_value
 from dxlmispservice.api.pathprobe import PathParameters, Unclassified, path_parameters
 from dxlmispservice.api.references import entity_reference, is_id_first
@@ -371,6 +372,11 @@ class PassthroughHandler:
     params: Mapping[str, _Param] = field(default_factory=dict)
     forced: Mapping[str, Any] = field(default_factory=dict)
     path: PathParameters = PathParameters(frozenset())  # what the probe saw go into MISP's URL path
+
+    @property
+    def paging_advice(self) -> str | None:
+        """How to ask for an answer too big in parts: by ``limit`` and ``page`` when the method takes them."""
+        return PAGING if {"limit", "page"} <= set(self.signature.parameters) else None
 
     def accepted(self) -> str:
         """The accepted payload keys, required ones marked."""

@@ -26,6 +26,8 @@ the valid names.
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
 from typing import Any, Iterable, Mapping
 
 from pymisp import PyMISP
@@ -98,12 +100,12 @@ def _problem(name: str, valid: list[str]) -> str:
     return f"{name!r} is not an API name{hint}"
 
 
-def build_table(api_names: Iterable[str], *, allow_admin: bool = False,
-                status: Handler | None = None) -> dict[str, Handler]:
+def build_table(api_names: Iterable[str], *, allow_admin: bool = False, status: Handler | None = None,
+                max_response_size: int | None = None) -> dict[str, Handler]:
     """The handler of each name in ``api_names``; raises ConfigError naming every unknown or refused name,
     with close matches, and pointing at the docs for the valid ones. Admin methods (:mod:`.access`) are
     refused unless ``allow_admin``; ``status`` is the handler of the ``status`` topic (the app's
-    StatusBoard)."""
+    StatusBoard); a service topic that takes ``max_answer`` is given ``max_response_size``."""
     extras = _service_topics()
     table: dict[str, Handler] = {}
     problems: list[str] = []
@@ -116,7 +118,7 @@ def build_table(api_names: Iterable[str], *, allow_admin: bool = False,
                 and (allow_admin or not is_admin(name)):
             table[name] = passthrough.build_handler(name)
         elif name in extras:
-            table[name] = extras[name]
+            table[name] = _bound(extras[name], max_response_size)
         elif name == STATUS and status is not None:
             table[name] = status
         else:
@@ -126,6 +128,15 @@ def build_table(api_names: Iterable[str], *, allow_admin: bool = False,
         details = "; ".join(_problem(name, valid) for name in problems)
         raise ConfigError(f"apiNames: {details}. {NAMES_DOC}")
     return table
+
+
+def _bound(handler: Handler, max_response_size: int | None) -> Handler:
+    """``handler`` with ``max_answer`` bound when it takes it (fetch_events keeps its answers under the limit)."""
+    if max_response_size is None or "max_answer" not in inspect.signature(handler).parameters:
+        return handler
+    bound = functools.partial(handler, max_answer=max_response_size)
+    functools.update_wrapper(bound, handler)  # keeps its name and paging_advice
+    return bound
 
 
 def admin_names(table: Mapping[str, Handler]) -> list[str]:

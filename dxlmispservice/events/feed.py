@@ -82,7 +82,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from dxlmispservice.events.envelope import feed_message, feed_notice
+from dxlmispservice.events.envelope import event_summary, feed_message, feed_notice, json_size
 from dxlmispservice.events.feedfilters import Filters
 from dxlmispservice.events.worker import Worker
 from dxlmispservice.events.publisher import EventPayload, Publisher, TooLarge
@@ -345,7 +345,7 @@ def _iso(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def fetch_events(misp: Any, payload: dict[str, Any]) -> dict[str, Any]:
+def fetch_events(misp: Any, payload: dict[str, Any], *, max_answer: int | None = None) -> dict[str, Any]:
     """The ``fetch_events`` request topic: one page of the feed, for clients that pull.
 
     Payload: ``{"since": ..., "limit": n, "filters": {...}}`` for the first page (``since``: epoch
@@ -355,6 +355,10 @@ def fetch_events(misp: Any, payload: dict[str, Any]) -> dict[str, Any]:
     neither repeats nor skips a change; an empty page's ``next`` is where to ask again later.
     With ``filters.published_only`` the pages follow ``publish_timestamp`` (each publication once), and
     the cursor records it.
+
+    ``max_answer`` (the service's maxResponseSize, bound by the topic table) keeps the answer under it: the
+    page ends early (``more``) before an event that would not fit, and an event too big for an answer of
+    its own comes as a notice (``feed.complete`` false, the event's summary), so that paging always goes on.
     """
     if not isinstance(payload, dict):
         raise InvalidArguments("the payload must be an object")
@@ -380,9 +384,31 @@ def fetch_events(misp: Any, payload: dict[str, Any]) -> dict[str, Any]:
         except ValueError as exc:
             raise InvalidArguments(f"since: {exc}") from exc
     page = fetch_page(misp, position, filters, limit, horizon=int(clock()) - SETTLE_SECONDS)
-    items = []
+    items: list[dict[str, Any]] = []
+    more, used = page.more, _ANSWER_FRAME
     for event in page.events:
         timestamp, uuid = event_key(event, position.field)
-        previous, position = position, position.after(uuid, timestamp)
-        items.append({"feed": {"position": position.to_dict(), "previous": previous.to_dict()}, "Event": event})
-    return {"events": items, "next": encode_cursor(position, filters.to_payload()), "more": page.more}
+        after = position.after(uuid, timestamp)
+        item: dict[str, Any] = {"feed": {"position": after.to_dict(), "previous": position.to_dict(),
+                                         "complete": True}, "Event": event}
+        if max_answer is not None:
+            size = json_size(item)
+            if size + _ANSWER_FRAME > max_answer:  # too big for any answer: its notice stands in for it
+                item = {"feed": {**item["feed"], "complete": False, "size": json_size(event)},
+                        "Event": event_summary(event)}
+                size = json_size(item)
+            if items and used + size > max_answer:  # it goes first on the next page
+                more = True
+                break
+            used += size + 1
+        items.append(item)
+        position = after
+    return {"events": items, "next": encode_cursor(position, filters.to_payload()), "more": more}
+
+
+#: What a fetch_events answer needs besides its events: the keys, the cursor and the flag.
+_ANSWER_FRAME = 1024
+
+fetch_events.paging_advice = (  # type: ignore[attr-defined]
+    'Ask for fewer events at a time: lower "limit" (an event too big for an answer of its own comes as a '
+    'notice; get it with get_event\'s advice).')

@@ -12,7 +12,7 @@ from pymisp import MISPEvent
 
 from dxlmispservice.errors import (InternalError, InvalidArguments, InvalidPayload, MispRefused,
                                    MispUnavailable, ResponseTooLarge)
-from dxlmispservice.api.handler import DxlRequestCallback, Outcome, RequestHandler, decode_payload
+from dxlmispservice.api.handler import PAGING, DxlRequestCallback, Outcome, RequestHandler, advises, decode_payload
 from dxlmispservice.compat.dxlclient import packet_size
 from dxlmispservice.api.rawjson import RawJson
 
@@ -32,7 +32,12 @@ def echo(misp: FakeMisp, payload: dict[str, Any]) -> Any:
     return payload
 
 
+@advises(PAGING)
 def sized(misp: FakeMisp, payload: dict[str, Any]) -> Any:
+    return {"data": "x" * payload["n"]}
+
+
+def unpaged(misp: FakeMisp, payload: dict[str, Any]) -> Any:
     return {"data": "x" * payload["n"]}
 
 
@@ -66,7 +71,7 @@ def raw_bytes(misp: FakeMisp, payload: dict[str, Any]) -> Any:
     return b"\x00\x01"
 
 
-TABLE = {f.__name__: f for f in (echo, sized, boom, refuse, unavailable, bad_args, leaky, objects, raw_bytes)}
+TABLE = {f.__name__: f for f in (echo, sized, unpaged, boom, refuse, unavailable, bad_args, leaky, objects, raw_bytes)}
 
 
 @pytest.fixture()
@@ -127,6 +132,12 @@ def test_too_large_names_size_limit_and_paging(handler: RequestHandler) -> None:
     for words in (f"{size} bytes", "1024 bytes", "maxResponseSize", '"limit"', '"page"'):
         assert words in outcome.error_message
     assert body(outcome)["error"] == "response_too_large"
+
+
+def test_too_large_on_a_topic_that_does_not_page_says_so(handler: RequestHandler) -> None:
+    """A topic with no paging advice is told to narrow the request, not to add limit and page."""
+    outcome = handler.handle("unpaged", b'{"n": 2000}')
+    assert "does not page: narrow the request" in outcome.error_message and '"page"' not in outcome.error_message
 
 
 def test_answer_at_the_limit_is_sent(handler: RequestHandler) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,7 +16,7 @@ from dxlmisp_devstack.misp.models import MispModels
 from dxlmisp_devstack.misp.server import serve
 from dxlmispservice.api import legacy
 from dxlmispservice.api import rawpath
-from dxlmispservice.errors import InvalidArguments, MispRefused, MispServiceError, MispUnavailable
+from dxlmispservice.errors import InvalidArguments, MispRefused, MispServiceError, MispUnavailable, ResponseTooLarge
 from dxlmispservice.misp import MispConnection
 from dxlmispservice.api.rawjson import RawJson
 from dxlmispservice.settings import Settings
@@ -33,7 +34,8 @@ class ViaPyMISP:
 
 
 class Recorder:
-    """Records every request the client's PyMISP session sends: method, URL, JSON body, headers, settings."""
+    """Records every request the client's PyMISP session sends: method, URL, JSON body, headers, settings
+    (bar ``stream``: the raw path streams the answer so as to stop reading at maxResponseSize)."""
 
     def __init__(self, client: MispConnection, monkeypatch: pytest.MonkeyPatch) -> None:
         self.sent: list[dict[str, Any]] = []
@@ -43,7 +45,8 @@ class Recorder:
         def recording(prepared: Any, **kwargs: Any) -> Any:
             body = prepared.body
             self.sent.append({"method": prepared.method, "url": prepared.url, "headers": dict(prepared.headers),
-                              "body": None if body is None else json.loads(body), "settings": kwargs})
+                              "body": None if body is None else json.loads(body),
+                              "settings": {k: v for k, v in kwargs.items() if k != "stream"}})
             return send(prepared, **kwargs)
 
         monkeypatch.setattr(session, "send", recording)
@@ -316,6 +319,18 @@ def test_fetch_builds_pymisp_first(stub: MispStub) -> None:
     client = MispConnection(settings_for(stub.url))
     assert json.loads(client.fetch("GET", "events/view/9")) == {"Event": {"id": "9"}}
     assert client.built and "users/view/me" in stub.requests
+
+
+def test_an_answer_over_max_response_size_is_not_read_to_its_end(stub: MispStub) -> None:
+    """A 200 MB answer is response_too_large once maxResponseSize + 1 bytes are in: the service stops
+    reading, so MISP gets to write only a little more than that (socket buffers), not the 200 MB."""
+    stub.route("events/view/5", -2, b'{"Event": {"id": "5"}},' * 1000)
+    client = MispConnection(settings_for(stub.url, extra="maxResponseSize=100000"))
+    with pytest.raises(ResponseTooLarge, match="more than 100000 bytes"):
+        client.fetch("GET", "events/view/5")
+    time.sleep(0.5)  # let the stub notice the closed connection (no time is asserted on)
+    assert stub.streamed < 50_000_000
+    assert json.loads(client.fetch("GET", "servers/getVersion")) == {"version": "2.5.1"}  # the next call is fine
 
 
 # --- RawJson ---------------------------------------------------------------------------------------------

@@ -754,3 +754,24 @@ def test_fetch_events_holds_back_the_last_seconds(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(feed_module, "clock", lambda: NOW)
     answer = fetch_events(misp, {"since": 0})
     assert [item["Event"]["uuid"] for item in answer["events"]] == ["old"] and answer["more"] is False
+
+
+def test_fetch_events_keeps_its_answer_under_max_answer() -> None:
+    """With max_answer, a page ends before an event that would not fit (more is true), an event too big
+    for any answer comes as a notice, and paging on returns every change once."""
+    misp = FakeMisp()
+    for number in range(6):
+        misp.add(f"e{number}", NOW - 60 + number)
+    misp.events["e3"]["Attribute"] = [{"value": "x" * 200, "uuid": f"a{n}"} for n in range(40)]  # ~10 KB
+    got, answers, answer = [], [], fetch_events(misp, {"since": 0, "limit": 100}, max_answer=2000)
+    while True:
+        answers.append(answer)
+        got.extend(answer["events"])
+        if not answer["more"]:
+            break
+        answer = fetch_events(misp, {"cursor": answer["next"], "limit": 100}, max_answer=2000)
+    assert [item["Event"]["uuid"] for item in got] == [f"e{n}" for n in range(6)]
+    assert all(len(json.dumps(a, separators=(",", ":"))) <= 2000 for a in answers) and len(answers) > 1
+    notice = got[3]
+    assert notice["feed"]["complete"] is False and notice["feed"]["size"] > 2000 and "Attribute" not in notice["Event"]
+    assert all(item["feed"]["complete"] for n, item in enumerate(got) if n != 3)

@@ -1,0 +1,117 @@
+"""Error 5's advice works, over the real stack: each topic that can answer big (get_event, search,
+search_index, fetch_events) answers response_too_large with advice that, followed, gets the whole data back
+in pages that fit.
+
+A service variant with maxResponseSize 20000 runs beside the stack's own, under its own serviceUniqueId.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dxlmisp_devstack.testing import Reply, Requester, StackHandle
+from dxlmispservice.events.feed import SETTLE_SECONDS
+from dxlmispservice.names import request_topic
+from tests.e2e import helpers
+
+LIMIT = 20_000
+UNIQUE_ID = "e2e-paging"
+
+
+@pytest.fixture(scope="module")
+def paged(devstack: StackHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The variant with maxResponseSize 20000 (feed and ZeroMQ forwarding off); yields its serviceUniqueId."""
+    config = devstack.config_dir(tmp_path_factory.mktemp("paging") / "config", {
+        "General": {"serviceUniqueId": UNIQUE_ID, "maxResponseSize": str(LIMIT), "zeroMqNotificationTopics": None,
+                    "zeroMqPort": None},
+        "Feed": {"enabled": "false"}})
+    with devstack.run_service(config):
+        yield UNIQUE_ID
+
+
+def ask(requester: Requester, api_name: str, payload: dict[str, Any]) -> Reply:
+    """One request to the variant; an answer that comes is always within its limit."""
+    reply = requester.request(request_topic(api_name, UNIQUE_ID), payload)
+    assert len(reply.raw) <= LIMIT + 1024
+    return reply
+
+
+def big_event(misp: Any, attributes: int = 300) -> dict[str, Any]:
+    """An event whose JSON is well over LIMIT."""
+    body = {"info": "paging", "distribution": 0, "threat_level_id": 3, "analysis": 0,
+            "Attribute": [{"type": "text", "category": "Other", "value": f"{n:04d} " + "p" * 100}
+                          for n in range(attributes)]}
+    return misp.add_event(body, pythonify=False)["Event"]
+
+
+def pages(requester: Requester, api_name: str, payload: dict[str, Any], key: Any, limit: int) -> list[Any]:
+    """Every result of ``payload`` asked page by page until a page has fewer than ``limit``."""
+    found: list[Any] = []
+    for page in range(1, 1000):
+        reply = ask(requester, api_name, {**payload, "limit": limit, "page": page})
+        assert reply.ok, reply.error_message
+        batch = key(reply.payload)
+        found.extend(batch)
+        if len(batch) < limit:
+            return found
+    raise AssertionError("paging did not end")
+
+
+def test_get_event_advice_gets_the_whole_event(dxl_requester: Requester, misp: Any, paged: str) -> None:
+    """get_event on a big event: error 5 whose advice (search with metadata, then the attributes controller
+    by page), followed, gives the event and every one of its attributes."""
+    event = big_event(misp)
+    reply = ask(dxl_requester, "get_event", {"event_id": event["id"]})
+    assert not reply.ok and reply.error_code == 5
+    assert '"metadata": true' in reply.error_message and '"controller": "attributes"' in reply.error_message
+    head = ask(dxl_requester, "search", {"eventid": event["id"], "metadata": True})
+    assert head.ok and head.payload["response"][0]["Event"]["uuid"] == event["uuid"]
+    assert not head.payload["response"][0]["Event"].get("Attribute")
+    values = pages(dxl_requester, "search", {"controller": "attributes", "eventid": event["id"]},
+                   lambda answer: [a["value"] for a in answer["response"]["Attribute"]], 20)
+    assert sorted(values) == sorted(a["value"] for a in event["Attribute"])
+
+
+def test_search_advice_gets_the_whole_event(dxl_requester: Requester, misp: Any, paged: str) -> None:
+    """search on a big event: error 5 whose advice names both ways; "limit" and "page" count events, so the
+    big event's attributes come by page on the attributes controller."""
+    event = big_event(misp)
+    reply = ask(dxl_requester, "search", {"eventid": event["id"]})
+    assert not reply.ok and reply.error_code == 5
+    assert '"limit" and "page" count results' in reply.error_message and '"metadata": true' in reply.error_message
+    values = pages(dxl_requester, "search", {"controller": "attributes", "eventid": event["id"]},
+                   lambda answer: [a["value"] for a in answer["response"]["Attribute"]], 25)
+    assert len(values) == 300
+
+
+def test_search_index_advice_gets_every_event(dxl_requester: Requester, misp: Any, paged: str) -> None:
+    """search_index over many events: error 5 with limit/page advice; followed, every event comes once."""
+    made = {helpers.make_event(misp, f"index {n} " + "i" * 200)["uuid"] for n in range(80)}
+    reply = ask(dxl_requester, "search_index", {"eventinfo": "index %"})
+    assert not reply.ok and reply.error_code == 5 and '"limit" and "page"' in reply.error_message
+    found = pages(dxl_requester, "search_index", {"eventinfo": "index %"},
+                  lambda answer: [e["uuid"] for e in answer], 20)
+    assert sorted(found) == sorted(made)
+
+
+def test_fetch_events_pages_under_the_limit_and_sends_a_notice_for_a_big_event(
+        dxl_requester: Requester, misp: Any, paged: str) -> None:
+    """fetch_events never answers error 5: its pages stay under the limit and a big event comes as a
+    notice in its place; paging on gives every change once."""
+    now = int(time.time())
+    small = [misp.add_event({"info": f"fetch {n}", "timestamp": now - 100 + n}, pythonify=False)["Event"]
+             for n in range(30)]
+    big = big_event(misp)
+    time.sleep(SETTLE_SECONDS + 1)  # fetch_events holds the latest changes back until they settle
+    items, answer = [], ask(dxl_requester, "fetch_events", {"since": now - 100, "limit": 1000})
+    while True:
+        assert answer.ok, answer.error_message
+        items.extend(answer.payload["events"])
+        if not answer.payload["more"]:
+            break
+        answer = ask(dxl_requester, "fetch_events", {"cursor": answer.payload["next"], "limit": 1000})
+    assert [i["Event"]["uuid"] for i in items] == [e["uuid"] for e in small] + [big["uuid"]]
+    assert items[-1]["feed"]["complete"] is False and items[-1]["Event"]["attribute_count"] == "300"
