@@ -15,12 +15,14 @@ and ``on_dxl_connect``.
 - ``on_dxl_connect``: the forwarders (ZeroMQ notifications, event feed) are started with a DXL event
   publisher; then, still on the start-up thread, :meth:`~dxlmispservice.misp.MispConnection.check` builds
   the MISP client and logs an ERROR when MISP answers and refuses the API key.
-- ``destroy``: the forwarders stop first, then dxlbootstrap unregisters and disconnects.
+- ``destroy``: the forwarders stop first, then every request in hand is answered (at most requestTimeout
+  + 10 s), then dxlbootstrap unregisters and disconnects.
 """
 from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -32,10 +34,10 @@ from dxlclient.service import ServiceRegistrationInfo
 
 from dxlmispservice.api import topics
 from dxlmispservice.compat import dxlbootstrap
-from dxlmispservice.compat.dxlclient import set_tcp_nodelay
+from dxlmispservice.compat.dxlclient import incoming_unfinished, on_full_incoming_queue, set_tcp_nodelay
 from dxlmispservice.events.publisher import Publisher, dxl_publisher
 from dxlmispservice.logsafe import hide_in_logs
-from dxlmispservice.api.handler import DxlRequestCallback, Handler, RequestHandler
+from dxlmispservice.api.handler import BusyAnswer, DxlRequestCallback, Handler, RequestHandler
 from dxlmispservice.api.status import StatusBoard
 from dxlmispservice.misp import MispConnection
 from dxlmispservice.settings import Settings
@@ -44,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 #: The service's own config file in the config directory.
 CONFIG_FILE = "dxlmispservice.config"
+#: How much longer than requestTimeout the stop waits for the requests in hand to be answered.
+DRAIN_MARGIN = 10.0
 
 
 class Forwarder(Protocol):
@@ -146,6 +150,10 @@ class MispService(Application):
             self.add_request_callback(service, topic, callback, False)
         self.register_service(service)
         self.service = service
+        busy = BusyAnswer(dxlbootstrap.dxl_client(self), handler, frozenset(service.topics),
+                          settings.incoming_pool.queue_size)
+        if not on_full_incoming_queue(dxlbootstrap.dxl_client(self), busy):
+            logger.warning("This dxlclient has no incoming queue to watch: a full queue blocks until it has room")
         logger.info("Service registered: %s (instance %s), topics: %s", service.service_type,
                     service.service_id, ", ".join(sorted(service.topics)))
 
@@ -169,9 +177,27 @@ class MispService(Application):
             self.misp.check()
 
     def destroy(self) -> None:
-        """Stop the forwarders, then unregister and disconnect."""
+        """Stop the forwarders, answer every request in hand, then unregister and disconnect."""
         self._stop_forwarders()
+        self._drain()
         super().destroy()
+
+    def _drain(self) -> None:
+        """Wait (at most requestTimeout + 10 s) until the incoming pool has answered every request it holds:
+        dxlbootstrap's destroy unregisters first, and a request still queued then would get no answer."""
+        client = getattr(self, "_dxl_client", None)  # destroy() also runs from __del__
+        settings = getattr(self, "settings", None)
+        if client is None or settings is None or self.service is None:
+            return
+        deadline = time.monotonic() + settings.timeout + DRAIN_MARGIN
+        held = incoming_unfinished(client)
+        if held:
+            logger.info("Answering the %d request(s) in hand before stopping", held)
+        while incoming_unfinished(client) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = incoming_unfinished(client)
+        if left:
+            logger.warning("Stopping with %d request(s) not answered: they took longer than requestTimeout", left)
 
     def _stop_forwarders(self) -> None:
         started = getattr(self, "_started", [])  # destroy() also runs from __del__

@@ -80,10 +80,18 @@ class InternalError(MispServiceError):
     name = "internal_error"
 
 
+class ServiceBusy(MispServiceError):
+    """The service's incoming queue is full; retry later."""
+
+    code = 7
+    name = "service_busy"
+
+
 #: code -> (name, meaning): the documented table (docs/errors.rst mirrors it; a test checks that).
 ERROR_CODES: dict[int, tuple[str, str]] = {
     cls.code: (cls.name, (cls.__doc__ or "").strip().splitlines()[0])
-    for cls in (InvalidPayload, InvalidArguments, MispRefused, MispUnavailable, ResponseTooLarge, InternalError)
+    for cls in (InvalidPayload, InvalidArguments, MispRefused, MispUnavailable, ResponseTooLarge, InternalError,
+                ServiceBusy)
 }
 
 

@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any
 from dxlclient.callbacks import RequestCallback
 from dxlclient.message import ErrorResponse, Request, Response
 
-from dxlmispservice.compat.dxlclient import packet_size
+from dxlmispservice.compat.dxlclient import packet_size, unpack
 from dxlmispservice.errors import (ERROR_CODES, InternalError, InvalidPayload, MispServiceError, ResponseTooLarge,
-                                   redact)
+                                   ServiceBusy, redact)
 from dxlmispservice.api.rawjson import RawJson
 
 if TYPE_CHECKING:
@@ -93,7 +93,13 @@ class RequestHandler:
 
     def handle(self, api_name: str, payload: bytes) -> Outcome:
         """Decode, call, encode; every failure becomes an error Outcome."""
-        outcome = self._handle(api_name, payload)
+        return self._counted(self._handle(api_name, payload))
+
+    def busy(self, error: MispServiceError) -> Outcome:
+        """The error Outcome of a request that was not handled (the service is busy), counted."""
+        return self._counted(self._error(error))
+
+    def _counted(self, outcome: Outcome) -> Outcome:
         name = "ok" if outcome.ok else ERROR_CODES.get(outcome.error_code, (InternalError.name, ""))[0]
         with self._counts_lock:
             self._counts[name] = self._counts.get(name, 0) + 1
@@ -264,6 +270,39 @@ def fitted(outcome: Outcome, api_name: str, size: int, limit: int) -> Outcome:
     body = json.dumps({"code": code, "error": name, "message": message}, separators=(",", ":"),
                       ensure_ascii=False).encode("utf-8")
     return Outcome(ok=False, body=body, error_code=code, error_message=message)
+
+
+class BusyAnswer:
+    """What answers a request that does not fit the incoming queue: service_busy, sent at once from paho's
+    network thread (it only queues the answer for writing), counted with the other outcomes. Anything
+    else on a full queue (an event, a response to the service's own registration) waits for room, as
+    dxlclient does."""
+
+    def __init__(self, client: Any, handler: RequestHandler, topics: frozenset[str], queue_size: int) -> None:
+        self._client = client
+        self._handler = handler
+        self._topics = topics
+        self._message = (f"the MISP service is busy: its incoming queue is full ({queue_size} requests waiting, "
+                         "[IncomingMessagePool] queueSize); retry later")
+
+    def __call__(self, topic: str, payload: bytes) -> bool:
+        if topic not in self._topics:
+            return False
+        try:
+            request = unpack(payload)
+        except Exception:  # not a DXL message: let dxlclient deal with it as it would
+            return False
+        if not isinstance(request, Request):
+            return False
+        request.destination_topic = topic
+        outcome = self._handler.busy(ServiceBusy(self._message))
+        response = ErrorResponse(request, error_code=outcome.error_code, error_message=outcome.error_message)
+        response.payload = outcome.body
+        try:
+            self._client.send_response(response)
+        except Exception as exc:  # a lost connection: the requester times out
+            logger.error("Could not send service_busy on %s: %s", topic, exc)
+        return True
 
 
 class DxlRequestCallback(RequestCallback):

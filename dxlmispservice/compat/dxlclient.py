@@ -12,6 +12,10 @@ Tested with dxlclient 5.7.0.1 (``setup.py`` bounds it below 5.8). What is used, 
 - paho ``MQTTMessageInfo._condition``: the condition paho notifies when the message is written.
 - ``Message._message_id``: dxlclient has no setter for the id a message is sent under.
 - paho ``WebsocketWrapper._socket``: the TCP socket under a WebSocket connection.
+- ``DxlClient._thread_pool`` and its ``_tasks`` queue: the incoming message pool. paho's network thread
+  puts every message into it with a blocking ``put``; :func:`on_full_incoming_queue` makes that put
+  non-blocking, so that a full queue never stops paho's thread (keepalives, answers, acknowledgements).
+- ``Message._from_bytes``: unpacks a message that did not fit the queue, to answer it.
 - ``Message._to_bytes``: the packed DXL envelope and payload, what dxlclient hands paho to publish; its size
   is what the broker's ``messageSizeLimit`` counts (:func:`packet_size`).
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import queue
 import socket
 import threading
 from collections.abc import Callable
@@ -123,6 +128,39 @@ def packet_size(message: Any) -> int:
     return envelope + len(payload or b"") + _MSGPACK_BIN_HEADER + topic + MQTT_OVERHEAD
 
 
+def on_full_incoming_queue(dxl_client: Any, handle: Callable[[str, bytes], bool]) -> bool:
+    """Make paho's put into ``dxl_client``'s incoming queue non-blocking: a message that does not fit goes to
+    ``handle(topic, payload)`` (on paho's network thread; it must be quick), which answers it and returns
+    True, or returns False to wait for room as dxlclient does. False when this dxlclient has no such pool."""
+    pool = getattr(dxl_client, "_thread_pool", None)
+    tasks = getattr(pool, "_tasks", None)
+    if pool is None or not isinstance(tasks, queue.Queue):
+        return False
+
+    def add_task(func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        try:
+            tasks.put_nowait((func, args, kwargs))
+        except queue.Full:
+            if not handle(str(kwargs.get("channel") or ""), kwargs.get("payload") or b""):
+                tasks.put((func, args, kwargs))
+
+    pool.add_task = add_task
+    return True
+
+
+def incoming_unfinished(dxl_client: Any) -> int:
+    """How many messages ``dxl_client``'s incoming pool holds, queued or being handled (0 without a pool)."""
+    tasks = getattr(getattr(dxl_client, "_thread_pool", None), "_tasks", None)
+    return int(getattr(tasks, "unfinished_tasks", 0))
+
+
+def unpack(payload: bytes) -> Any:
+    """The dxlclient Message packed in ``payload``."""
+    from dxlclient.message import Message
+
+    return Message._from_bytes(payload)
+
+
 def missing() -> list[str]:
     """The private parts above that the installed dxlclient no longer has (empty when all are there)."""
     from dxlclient.client import DxlClient
@@ -142,6 +180,14 @@ def missing() -> list[str]:
         problems.append("Message._message_id")
     if not hasattr(Event("/compat"), "_payload") or not callable(getattr(Event("/compat"), "_to_bytes", None)):
         problems.append("Message._payload and Message._to_bytes")
+    from dxlclient._thread_pool import ThreadPool
+    from dxlclient.message import Message
+
+    if "self._thread_pool = ThreadPool(" not in inspect.getsource(DxlClient) or \
+            "self._tasks = Queue(" not in inspect.getsource(ThreadPool.__init__):
+        problems.append("DxlClient._thread_pool._tasks (the incoming message queue)")
+    if not callable(getattr(Message, "_from_bytes", None)):
+        problems.append("Message._from_bytes")
     if "self._socket =" not in inspect.getsource(WebsocketWrapper.__init__):
         problems.append("paho WebsocketWrapper._socket")
     return problems

@@ -348,3 +348,25 @@ def test_an_error_over_the_fabric_limit_keeps_its_code_and_drops_misps_json(misp
     assert isinstance(sent, ErrorResponse) and sent.error_code == 3 and packet_size(sent) <= 70_000
     assert sent.error_message.endswith("[cut short: the full error was over the fabric's message limit]")
     assert json.loads(sent.payload)["error"] == "misp_refused"
+
+
+def test_a_request_that_does_not_fit_the_queue_is_answered_service_busy(misp: FakeMisp) -> None:
+    """BusyAnswer answers a request on a served topic with service_busy at once and counts it; an event
+    or a topic the service does not serve is left to dxlclient."""
+    from dxlclient.message import Event
+
+    from dxlmispservice.api.handler import BusyAnswer
+
+    client = FakeDxlClient()
+    handler = RequestHandler(TABLE, misp, max_response_size=1024)
+    busy = BusyAnswer(client, handler, frozenset({"/opendxl-misp/service/misp-api/echo"}), 50)
+    req = request(b"{}")
+    assert busy("/opendxl-misp/service/misp-api/echo", req._to_bytes())
+    (sent,) = client.sent
+    assert isinstance(sent, ErrorResponse) and sent.error_code == 7 and sent.request_message_id == req.message_id
+    assert "incoming queue is full (50 requests waiting" in sent.error_message
+    assert json.loads(sent.payload)["error"] == "service_busy" and handler.counts() == {"service_busy": 1}
+    assert not busy("/other/topic", req._to_bytes())
+    event = Event("/opendxl-misp/service/misp-api/echo")
+    event.payload = b"{}"
+    assert not busy("/opendxl-misp/service/misp-api/echo", event._to_bytes()) and len(client.sent) == 1

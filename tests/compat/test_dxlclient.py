@@ -27,3 +27,37 @@ def test_a_removed_part_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_paho_is_none_for_a_client_without_one() -> None:
     """A test double without a paho client has no paho and no network thread."""
     assert dxlclient.paho(object()) is None and dxlclient.network_thread(object()) is None
+
+
+def test_a_full_incoming_queue_hands_the_message_over_instead_of_blocking() -> None:
+    """With the queue full, paho's put does not block: the message goes to the handler, which answers it;
+    when the handler declines, the put waits for room as dxlclient's does."""
+    import queue as queuelib
+    import threading
+
+    from dxlclient._thread_pool import ThreadPool
+
+    from dxlmispservice.compat.dxlclient import on_full_incoming_queue
+
+    class Client:
+        _thread_pool = ThreadPool(queue_size=1, num_threads=1, thread_prefix="test")
+
+    release, started = threading.Event(), threading.Event()
+    handed: list[tuple[str, bytes]] = []
+    assert on_full_incoming_queue(Client, lambda topic, payload: handed.append((topic, payload)) or topic == "/a")
+    pool = Client._thread_pool
+    pool.add_task(lambda channel, payload: (started.set(), release.wait(10)), channel="/busy", payload=b"")
+    assert started.wait(5)
+    pool.add_task(lambda channel, payload: None, channel="/queued", payload=b"1")  # fills the one slot
+    pool.add_task(lambda channel, payload: None, channel="/a", payload=b"2")       # handed over at once
+    assert handed == [("/a", b"2")]
+    waiting = threading.Thread(target=pool.add_task, args=(lambda channel, payload: None,),
+                               kwargs={"channel": "/b", "payload": b"3"})
+    waiting.start()
+    waiting.join(0.3)
+    assert waiting.is_alive() and handed[-1] == ("/b", b"3")  # declined: it waits for room
+    release.set()
+    waiting.join(5)
+    assert not waiting.is_alive()
+    pool.shutdown(True)
+    assert isinstance(pool._tasks, queuelib.Queue)
