@@ -40,6 +40,7 @@ from dxlmispservice.logsafe import hide_in_logs
 from dxlmispservice.api.handler import BusyAnswer, DxlRequestCallback, Handler, RequestHandler
 from dxlmispservice.api.status import StatusBoard
 from dxlmispservice.misp import MispConnection
+from dxlmispservice.roles import Role, RoleKeeper, claims, instance_name, registry_query
 from dxlmispservice.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,9 @@ class MispService(Application):
         self._started: list[Forwarder] = []
         self.service: ServiceRegistrationInfo | None = None
         self.status = StatusBoard()
+        self.roles: list[Role] = []
+        self.keeper: RoleKeeper | None = None
+        self._started_at = time.time()
 
     def on_load_configuration(self, config: Any) -> None:
         """Parse and check the settings, build the topic table, the MISP client and the forwarders."""
@@ -140,6 +144,8 @@ class MispService(Application):
             logger.warning("apiNames is empty: no service is registered")
             return
         service = ServiceRegistrationInfo(dxlbootstrap.dxl_client(self), topics.service_type(settings.service_unique_id))
+        if self.roles:
+            service.metadata = claims(self.roles, self._started_at, instance_name(dxlbootstrap.config_dir(self)))
         handler = RequestHandler(self.table, self.misp, max_response_size=settings.max_response_size,
                                  secret=settings.api_key)
         self.status.requests = handler
@@ -170,9 +176,20 @@ class MispService(Application):
         settings = self._loaded()
         self._publisher.target = dxl_publisher(dxlbootstrap.dxl_client(self), limit=settings.fabric_message_limit,
                                                secret=settings.api_key)
+        in_roles = {id(role.part) for role in self.roles}
         for forwarder in self.forwarders:
-            forwarder.start()
-            self._started.append(forwarder)
+            if id(forwarder) not in in_roles:
+                forwarder.start()
+                self._started.append(forwarder)
+        if self.roles:
+            client = dxlbootstrap.dxl_client(self)
+            service_type = topics.service_type(settings.service_unique_id)
+            self.keeper = RoleKeeper(self.roles, own_guid=lambda: self.service.service_id if self.service else "",
+                                     started_at=self._started_at, interval=settings.role_check_interval,
+                                     query=lambda: registry_query(client, service_type),
+                                     instance=instance_name(dxlbootstrap.config_dir(self)))
+            self.status.roles_held = self.keeper.held
+            self.keeper.start()
         if self.misp is not None:
             self.misp.check()
 
@@ -200,7 +217,14 @@ class MispService(Application):
             logger.warning("Stopping with %d request(s) not answered: they took longer than requestTimeout", left)
 
     def _stop_forwarders(self) -> None:
-        started = getattr(self, "_started", [])  # destroy() also runs from __del__
+        keeper = getattr(self, "keeper", None)  # destroy() also runs from __del__
+        if keeper is not None:
+            self.keeper = None
+            try:
+                keeper.stop()
+            except Exception:  # the other forwarders must stop all the same
+                logger.exception("Stopping the roles failed")
+        started = getattr(self, "_started", [])
         while started:
             forwarder = started.pop()
             try:
@@ -209,7 +233,8 @@ class MispService(Application):
                 logger.exception("Stopping %s failed", type(forwarder).__name__)
 
     def _fill_status(self, settings: Settings) -> None:
-        """Point the status board at the MISP connection and the forwarders."""
+        """Point the status board at the MISP connection and the forwarders; the feed and the ZeroMQ
+        forwarder become roles (:mod:`dxlmispservice.roles`)."""
         from dxlmispservice.events.feed import Feed
         from dxlmispservice.events.notifications import Forwarder as NotificationForwarder
 
@@ -218,9 +243,11 @@ class MispService(Application):
         for forwarder in self.forwarders:
             if isinstance(forwarder, Feed):
                 self.status.feed = forwarder
+                self.roles.append(Role("feed", forwarder))
             elif isinstance(forwarder, NotificationForwarder):
                 self.status.forwarder = forwarder
                 self.status.forwarded_topics = tuple(sorted(forwarder.topics))
+                self.roles.append(Role("forwarder", forwarder, frozenset(forwarder.topics)))
 
     def _loaded(self) -> Settings:
         if self.settings is None:

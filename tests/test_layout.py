@@ -14,7 +14,7 @@ ROOTS = {"dxlmispservice": CHECKOUT / "dxlmispservice", "dxlmisp_devstack": CHEC
 LAYERS = {
     "dxlmispservice": [
         {"errors", "compat"}, {"logsafe", "names", "settings"}, {""}, {"transport"}, {"misp"}, {"formats"}, {"events", "inbound"}, {"api"},
-        {"client"}, {"app"}, {"__main__"},
+        {"client"}, {"roles"}, {"app"}, {"__main__"},
     ],
     "dxlmisp_devstack": [{""}, {"procs"}, {"fabric", "misp"}, {"stack"}, {"testing"}, {"pytest_plugin", "__main__"}],
 }

@@ -17,6 +17,7 @@ the forwarders); it reads their own ``state()``, ``counts()`` and ``status()``, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from dxlmispservice import __version__
@@ -39,9 +40,12 @@ class StatusBoard:
     feed: Reporting | None = None
     forwarder: Reporting | None = None
     forwarded_topics: tuple[str, ...] = field(default_factory=tuple)
+    roles_held: Callable[[], list[str]] | None = None  # the role keeper's, when roles are kept
 
     def roles(self) -> list[str]:
         """The roles this instance holds: the feed, and the forwarding of its ZeroMQ topics."""
+        if self.roles_held is not None:
+            return self.roles_held()
         held = []
         if self.feed is not None:
             held.append("feed")

@@ -125,6 +125,7 @@ class Forwarder:
         if self._worker.thread is not None:
             raise RuntimeError("Forwarder.start() called twice")
         self._context = zmq.Context()
+        self._ready.clear()
         self._worker.start()
         self._ready.wait(timeout=self._stop_timeout)
         logger.info("Forwarding MISP ZeroMQ topics %s from %s", sorted(self._topics), self._endpoint)

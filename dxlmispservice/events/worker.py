@@ -1,5 +1,5 @@
-"""A daemon thread with a stop flag, started once and stopped within a time limit: the feed's poll loop and
-the ZeroMQ forwarder's receive loop each run in one."""
+"""A daemon thread with a stop flag, stopped within a time limit and started again after that (a role that
+moves between instances): the feed's poll loop and the ZeroMQ forwarder's receive loop each run in one."""
 from __future__ import annotations
 
 import logging
@@ -22,9 +22,10 @@ class Worker:
         self._log = log
 
     def start(self) -> None:
-        """Start the thread; RuntimeError when it was started before."""
+        """Start the thread (again, after :meth:`stop`); RuntimeError when it is running."""
         if self.thread is not None:
             raise RuntimeError(f"{self._description} was started twice")
+        self.stopping.clear()
         self.thread = threading.Thread(target=self._target, name=self.name, daemon=True)
         self.thread.start()
 

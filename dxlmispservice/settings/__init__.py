@@ -63,6 +63,7 @@ class Settings:
     proxies: Mapping[str, str] = field(default_factory=dict)
     max_response_size: int = 1_000_000
     fabric_message_limit: int = FABRIC_MESSAGE_LIMIT
+    role_check_interval: float = 60.0
     incoming_pool: PoolSettings = field(default_factory=PoolSettings)
     callback_pool: PoolSettings = field(default_factory=PoolSettings)
     zeromq: ZmqSettings | None = None
@@ -113,6 +114,7 @@ class Settings:
                 proxies=proxies.parse(parser),
                 max_response_size=max_response_size,
                 fabric_message_limit=fabric_limit,
+                role_check_interval=section.number("roleCheckInterval", 60.0, minimum=0.1),
                 incoming_pool=pools.parse(parser, INCOMING_POOL, base_dir),
                 callback_pool=pools.parse(parser, CALLBACK_POOL, base_dir),
                 zeromq=zeromq.parse(section, urlsplit(misp_url).hostname or "", environ),

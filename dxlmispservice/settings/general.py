@@ -11,7 +11,7 @@ GENERAL = "General"
 GENERAL_KEYS = (
     "host", "apiPort", "apiKey", "verifyCertificate", "verifyCertBundle", "clientCertificate", "clientKey",
     "apiNames", "allowAdminApis", "serviceUniqueId", "requestTimeout", "maxResponseSize",
-    "fabricMessageLimit",
+    "fabricMessageLimit", "roleCheckInterval",
     "zeroMqNotificationTopics", "zeroMqHost", "zeroMqPort", "zeroMqUsername", "zeroMqPassword",
 )
 _TOPIC_UNSAFE = re.compile(r"[\s/#+]")
