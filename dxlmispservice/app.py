@@ -140,9 +140,11 @@ class MispService(Application):
     def on_register_services(self) -> None:
         """Register one service with a request topic per api name (answered on the incoming thread)."""
         settings = self._loaded()
-        if not self.table:
+        if not self.table and not self.roles:
             logger.warning("apiNames is empty: no service is registered")
             return
+        if not self.table:
+            logger.info("apiNames is empty: the service is registered with no topic, to claim its roles")
         service = ServiceRegistrationInfo(dxlbootstrap.dxl_client(self), topics.service_type(settings.service_unique_id))
         if self.roles:
             service.metadata = claims(self.roles, self._started_at, instance_name(dxlbootstrap.config_dir(self)))

@@ -162,18 +162,30 @@ class RoleKeeper:
                         role.said = line
 
     def _earlier_claimant(self, role: Role, others: Mapping[str, Mapping[str, Any]]) -> str | None:
+        """The instance that holds ``role`` instead of this one, or None. Every instance works this out the
+        same way from the same claims: in start order, a claimant holds the role unless one before it
+        holds it (for forwarders: holds a topic it shares), so that no topic is left to nobody."""
         mine = (self._started_at, self._own_guid())
-        for guid, entry in sorted(others.items()):
+        claimants = []
+        for guid, entry in others.items():
             metadata = entry.get("metaData") or {}
-            if not isinstance(metadata, Mapping) or not role.conflicts(metadata):
+            if not isinstance(metadata, Mapping) or role.name not in str(metadata.get("roles", "")).split(","):
                 continue
             if self._instance and metadata.get("instance") == self._instance:
                 continue  # left by an earlier life of this installation (it died without unregistering)
             try:
-                theirs = (float(metadata.get("startedAt", "inf")), guid)
+                claimants.append(((float(metadata.get("startedAt", "inf")), guid), metadata))
             except ValueError:
                 continue
-            if theirs < mine:
+        holders: list[tuple[str, frozenset[str]]] = []
+        for key, metadata in sorted(claimants, key=lambda pair: pair[0]):
+            if key >= mine:
+                break
+            topics = frozenset(str(metadata.get("forwardedTopics", "")).split(",")) - {""}
+            if role.name != "forwarder" or not any(topics & held for _, held in holders):
+                holders.append((key[1], topics))
+        for guid, topics in holders:
+            if role.name != "forwarder" or topics & role.topics:
                 return guid
         return None
 

@@ -126,3 +126,16 @@ def test_a_registration_left_by_an_earlier_life_of_this_installation_is_no_holde
     RoleKeeper([Role("feed", other)], own_guid=lambda: "{new}", started_at=100.0, query=lambda: dict(registry),
                interval=60, instance="here").check()
     assert other.log == []
+
+
+def test_no_forwarded_topic_is_left_to_nobody() -> None:
+    """A forwards x,y (first), B y,z, C z: B is kept off by A, so C forwards z (B holds nothing)."""
+    registry = {"{a}": entry("forwarder", 1.0, "x,y"), "{b}": entry("forwarder", 2.0, "y,z")}
+    c = Part()
+    RoleKeeper([Role("forwarder", c, frozenset({"z"}))], own_guid=lambda: "{c}", started_at=3.0,
+               query=lambda: dict(registry), interval=60).check()
+    assert c.log == ["start"]
+    b = Part()
+    RoleKeeper([Role("forwarder", b, frozenset({"y", "z"}))], own_guid=lambda: "{b}", started_at=2.0,
+               query=lambda: {"{a}": registry["{a}"]}, interval=60).check()
+    assert b.log == []

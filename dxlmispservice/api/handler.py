@@ -95,6 +95,13 @@ class RequestHandler:
         """Decode, call, encode; every failure becomes an error Outcome."""
         return self._counted(self._handle(api_name, payload))
 
+    def recount(self, was: Outcome, now: Outcome) -> None:
+        """Count ``now`` instead of ``was``: the answer sent was not the one handled (it did not fit)."""
+        with self._counts_lock:
+            for outcome, step in ((was, -1), (now, 1)):
+                name = "ok" if outcome.ok else ERROR_CODES.get(outcome.error_code, (InternalError.name, ""))[0]
+                self._counts[name] = self._counts.get(name, 0) + step
+
     def busy(self, error: MispServiceError) -> Outcome:
         """The error Outcome of a request that was not handled (the service is busy), counted."""
         return self._counted(self._error(error))
@@ -334,7 +341,9 @@ class DxlRequestCallback(RequestCallback):
             if size > self._fabric_limit:
                 logger.warning("The answer to %s would be %d bytes on the fabric, over fabricMessageLimit %d: "
                                "sent a short error instead", self._api_name, size, self._fabric_limit)
-                response = self._response(request, fitted(outcome, self._api_name, size, self._fabric_limit))
+                replacement = fitted(outcome, self._api_name, size, self._fabric_limit)
+                self._handler.recount(outcome, replacement)
+                response = self._response(request, replacement)
         try:
             self._client.send_response(response)
         except Exception as exc:  # a lost connection: dxlclient logs it too; the requester times out

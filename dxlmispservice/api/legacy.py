@@ -25,7 +25,7 @@ from dxlmispservice.api import rawpath
 from dxlmispservice.api.handler import advises
 from dxlmispservice.errors import InvalidArguments, MispRefused, MispServiceError
 from dxlmispservice.api.legacyargs import KINDS, Arg, accepted_keys, as_bool, as_ref, check, unwrap
-from dxlmispservice.api.legacysearch import search
+from dxlmispservice.api.legacysearch import BIG_EVENT_RECIPE, search
 from dxlmispservice.api.passthrough import call_misp, to_json
 
 if TYPE_CHECKING:
@@ -61,11 +61,7 @@ GET_EVENT = {"event_id": Arg("ref", required=True, aliases=("event",)), "deleted
 
 
 #: What an answer too big for get_event advises: search reaches a big event in parts today.
-GET_EVENT_PAGING = (
-    'Ask for it in parts with search: the event without its attributes and objects as {"eventid": "<id>", '
-    '"metadata": true}, and its attributes (those in its objects too, each with its object_id) as '
-    '{"controller": "attributes", "eventid": "<id>", "limit": 100, "page": 1}, then page 2, ... until a '
-    'page has fewer than "limit" (a smaller "limit" if a page is still too big).')
+GET_EVENT_PAGING = f"Ask for it in parts: {BIG_EVENT_RECIPE}"
 
 
 @advises(GET_EVENT_PAGING)

@@ -14,7 +14,8 @@ rest, in pages.
 
 **A forwarded-frame notice** stands in for a ZeroMQ frame too big to forward: ``{"notice": {"topic",
 "size", "complete": false}, "event_uuids": [...], "attribute_uuids": [...]}``, with the uuids of the events
-and attributes the frame names.
+and attributes the frame names (at most 200 of each). A feed notice keeps at most 1,000 characters of the
+event's ``info``: notices fit any fabric limit the settings take (65,536 bytes or more).
 """
 from __future__ import annotations
 
@@ -25,8 +26,10 @@ from typing import Any
 NOTICE_FIELDS = ("id", "uuid", "info", "timestamp", "publish_timestamp", "attribute_count")
 #: The fields of the creator organisation that a feed notice keeps.
 ORG_FIELDS = ("id", "uuid", "name")
-#: The most uuids of each kind a forwarded-frame notice names.
-MAX_NOTICE_UUIDS = 1000
+#: The most uuids of each kind a forwarded-frame notice names (so that a notice stays under 20 KB).
+MAX_NOTICE_UUIDS = 200
+#: The most characters of an event's ``info`` a feed notice keeps (MISP allows 65,535 bytes there).
+MAX_NOTICE_INFO = 1000
 
 
 def json_size(value: Any) -> int:
@@ -50,6 +53,8 @@ def feed_notice(message: dict[str, Any]) -> dict[str, Any]:
 def event_summary(event: dict[str, Any]) -> dict[str, Any]:
     """The few fields of an event that say which it is and how big."""
     summary = {key: event[key] for key in NOTICE_FIELDS if key in event}
+    if isinstance(summary.get("info"), str) and len(summary["info"]) > MAX_NOTICE_INFO:
+        summary["info"] = summary["info"][:MAX_NOTICE_INFO] + "..."
     if "attribute_count" not in summary:
         objects = event.get("Object") or []
         summary["attribute_count"] = str(len(event.get("Attribute") or []) + sum(

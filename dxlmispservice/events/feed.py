@@ -87,7 +87,7 @@ from dxlmispservice.events.feedfilters import Filters
 from dxlmispservice.events.worker import Worker
 from dxlmispservice.events.publisher import EventPayload, Publisher, TooLarge
 from dxlmispservice.names import feed_topic
-from dxlmispservice.errors import ConfigError, InternalError, InvalidArguments, MispServiceError
+from dxlmispservice.errors import ConfigError, InternalError, InvalidArguments, MispServiceError, ResponseTooLarge
 from dxlmispservice.events.feedstate import (CHANGES, PUBLICATIONS, Position, decode_cursor, encode_cursor,
                                       load_position, parse_since, prepare_position, save_position)
 
@@ -362,9 +362,11 @@ def fetch_events(misp: Any, payload: dict[str, Any], *, max_answer: int | None =
     """
     if not isinstance(payload, dict):
         raise InvalidArguments("the payload must be an object")
-    unknown = sorted(set(payload) - {"since", "limit", "filters", "cursor"})
+    unknown = sorted(set(payload) - {"since", "position", "limit", "filters", "cursor"})
     if unknown:
-        raise InvalidArguments(f"unknown keys {unknown}; accepted: cursor, filters, limit, since")
+        raise InvalidArguments(f"unknown keys {unknown}; accepted: cursor, filters, limit, position, since")
+    if "position" in payload and ("since" in payload or "cursor" in payload):
+        raise InvalidArguments("give one of since, position or cursor")
     limit = payload.get("limit", DEFAULT_FETCH_LIMIT)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_FETCH_LIMIT:
         raise InvalidArguments(f"limit must be an integer from 1 to {MAX_FETCH_LIMIT}")
@@ -380,12 +382,23 @@ def fetch_events(misp: Any, payload: dict[str, Any], *, max_answer: int | None =
     else:
         filters = Filters.from_payload(payload.get("filters"))
         try:
-            position = Position(parse_since(payload.get("since", 0), clock()), field=filters.watermark)
+            if "position" in payload:  # a feed message's feed.position: go on right after it
+                position = Position.from_dict(payload["position"])
+            else:
+                position = Position(parse_since(payload.get("since", 0), clock()), field=filters.watermark)
         except ValueError as exc:
-            raise InvalidArguments(f"since: {exc}") from exc
+            key = "position" if "position" in payload else "since"
+            raise InvalidArguments(f"{key}: {exc}") from exc
+        if position.field != filters.watermark:
+            raise InvalidArguments(f"position: it is in Event.{position.field} order, but these filters follow "
+                                   f"Event.{filters.watermark} (published_only)")
     page = fetch_page(misp, position, filters, limit, horizon=int(clock()) - SETTLE_SECONDS)
     items: list[dict[str, Any]] = []
-    more, used = page.more, _ANSWER_FRAME
+    frame = _ANSWER_FRAME + len(encode_cursor(position, filters.to_payload()))  # the cursor carries the filters
+    if max_answer is not None and frame > max_answer:
+        raise ResponseTooLarge(f"fetch_events: the cursor of these filters alone is {frame} bytes, more than "
+                               f"maxResponseSize {max_answer}: use fewer or shorter filters")
+    more, used = page.more, frame
     for event in page.events:
         timestamp, uuid = event_key(event, position.field)
         after = position.after(uuid, timestamp)
@@ -393,7 +406,7 @@ def fetch_events(misp: Any, payload: dict[str, Any], *, max_answer: int | None =
                                          "complete": True}, "Event": event}
         if max_answer is not None:
             size = json_size(item)
-            if size + _ANSWER_FRAME > max_answer:  # too big for any answer: its notice stands in for it
+            if size + frame > max_answer:  # too big for any answer: its notice stands in for it
                 item = {"feed": {**item["feed"], "complete": False, "size": json_size(event)},
                         "Event": event_summary(event)}
                 size = json_size(item)
@@ -406,8 +419,8 @@ def fetch_events(misp: Any, payload: dict[str, Any], *, max_answer: int | None =
     return {"events": items, "next": encode_cursor(position, filters.to_payload()), "more": more}
 
 
-#: What a fetch_events answer needs besides its events: the keys, the cursor and the flag.
-_ANSWER_FRAME = 1024
+#: What a fetch_events answer needs besides its events and its cursor: the keys and the flag.
+_ANSWER_FRAME = 256
 
 fetch_events.paging_advice = (  # type: ignore[attr-defined]
     'Ask for fewer events at a time: lower "limit" (an event too big for an answer of its own comes as a '

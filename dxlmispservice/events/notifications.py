@@ -117,7 +117,7 @@ class Forwarder:
     def status(self) -> dict[str, Any]:
         """What the ``status`` topic reports of the forwarder."""
         return {"endpoint": self._endpoint, "topics": sorted(self._topics), "running": self._worker.running,
-                "silent": self._silent, "forwarded": self.forwarded, "failed": self.failed,
+                "connected": self._worker.running and not self._silent, "silent": self._silent, "forwarded": self.forwarded, "failed": self.failed,
                 "dropped": self.dropped, "notices": self.notices, "last_heartbeat": self.last_heartbeat}
 
     def start(self) -> None:

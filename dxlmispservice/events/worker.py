@@ -20,11 +20,15 @@ class Worker:
         self._stop_timeout = stop_timeout
         self._description = description
         self._log = log
+        self._left: threading.Thread | None = None  # a thread that outlived its stop
 
     def start(self) -> None:
         """Start the thread (again, after :meth:`stop`); RuntimeError when it is running."""
         if self.thread is not None:
             raise RuntimeError(f"{self._description} was started twice")
+        if self._left is not None and self._left.is_alive():
+            raise RuntimeError(f"{self._description} has not stopped yet from the last stop")
+        self._left = None
         self.stopping.clear()
         self.thread = threading.Thread(target=self._target, name=self.name, daemon=True)
         self.thread.start()
@@ -45,5 +49,6 @@ class Worker:
         thread.join(timeout=self._stop_timeout)
         if thread.is_alive():
             self._log.warning("%s did not stop within %.1f s; leaving it", self._description, self._stop_timeout)
+            self._left = thread
             return False
         return True

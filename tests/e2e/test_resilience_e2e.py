@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dxlclient.callbacks import ResponseCallback
-from dxlclient.message import Message, Request, Response
+from dxlclient.message import Message, Request
 from pymisp import PyMISP
 
 from dxlmisp_devstack.testing import Requester, StackHandle, dead_url, stop_process
 from dxlmispservice.names import SERVICE_TYPE, request_topic, service_type
+from tests.e2e.helpers import Collect
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 MISP_READY = "misp ready "
@@ -136,23 +136,6 @@ def test_service_unique_id_names_the_service_type_and_every_topic(
 
 
 # --- a concurrent burst ---------------------------------------------------------------------------------------
-class Collect(ResponseCallback):
-    """Keeps every response by the message id of the request it answers."""
-
-    def __init__(self, expected: int) -> None:
-        super().__init__()
-        self.responses: dict[str, Response] = {}
-        self.expected = expected
-        self.done = threading.Event()
-        self._lock = threading.Lock()
-
-    def on_response(self, response: Response) -> None:
-        with self._lock:
-            self.responses[response.request_message_id] = response
-            if len(self.responses) >= self.expected:
-                self.done.set()
-
-
 @pytest.fixture
 def spare_requesters(devstack: StackHandle) -> Iterator[list[Requester]]:
     """Three more DXL clients, each with its own connection; destroyed in parallel (each takes ~1 s)."""

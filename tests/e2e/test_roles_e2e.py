@@ -12,12 +12,12 @@ UNIQUE_ID = "e2e-roles"
 FEED_TOPIC = f"/opendxl-misp/event/feed/{UNIQUE_ID}/event"
 
 
-def config(devstack: StackHandle, directory: Path) -> Path:
+def config(devstack: StackHandle, directory: Path, api_names: str = "status") -> Path:
     """A feed-only instance of the e2e-roles service with its own state file, checking roles every 0.5 s."""
     base = directory / "base"
     shutil.copytree(devstack.info["service_config_dir"], base, ignore=shutil.ignore_patterns("*feed-state*"))
     return make_config_dir(base, directory / "service", {
-        "General": {"serviceUniqueId": UNIQUE_ID, "zeroMqNotificationTopics": None, "apiNames": "status",
+        "General": {"serviceUniqueId": UNIQUE_ID, "zeroMqNotificationTopics": None, "apiNames": api_names,
                     "roleCheckInterval": "0.5"},
         "Feed": {"enabled": "true", "interval": "0.5", "lookback": "1m"},
     })
@@ -32,10 +32,11 @@ def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyp
 
 def test_a_standby_keeps_the_feed_off_and_takes_it_when_the_holder_stops(
         devstack: StackHandle, dxl_requester: Requester, misp: object, tmp_path: Path) -> None:
-    """The second instance logs one line that it keeps the feed off; once the first stops (and
-    unregisters), the second takes the feed and publishes an event made after that."""
+    """The second instance logs one line that it keeps the feed off (the first serves no topic at all: it
+    registers to claim the feed); once the first stops (and unregisters), the second takes the feed and
+    publishes an event made after that."""
     with dxl_requester.event_waiter(FEED_TOPIC) as waiter:
-        with devstack.run_service(config(devstack, tmp_path / "first")) as first:
+        with devstack.run_service(config(devstack, tmp_path / "first", api_names="")) as first:
             second_context = devstack.run_service(config(devstack, tmp_path / "second"))
             second = second_context.__enter__()
             try:

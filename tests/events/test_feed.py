@@ -775,3 +775,55 @@ def test_fetch_events_keeps_its_answer_under_max_answer() -> None:
     notice = got[3]
     assert notice["feed"]["complete"] is False and notice["feed"]["size"] > 2000 and "Attribute" not in notice["Event"]
     assert all(item["feed"]["complete"] for n, item in enumerate(got) if n != 3)
+
+
+def test_a_worker_that_outlived_its_stop_is_not_started_twice() -> None:
+    """A loop still running after its stop timed out cannot be started again beside itself."""
+    import threading
+
+    from dxlmispservice.events.worker import Worker
+
+    release = threading.Event()
+    worker = Worker("w", lambda: release.wait(10), stop_timeout=0.1, description="The test loop",
+                    log=logging.getLogger("test"))
+    worker.start()
+    assert worker.stop() is False
+    with pytest.raises(RuntimeError, match="has not stopped yet"):
+        worker.start()
+    release.set()
+    time.sleep(0.2)
+    worker.start()
+    worker.stopping.set()
+    release.set()
+    assert worker.stop() is True
+
+
+def test_fetch_events_goes_on_right_after_a_feed_position() -> None:
+    """A consumer that missed a message asks from the last feed.position it saw and gets what follows."""
+    misp = FakeMisp()
+    expected = populate(misp, 6, per_second=2)
+    first = fetch_events(misp, {"since": 0, "limit": 3})
+    position = first["events"][-1]["feed"]["position"]
+    rest = fetch_events(misp, {"position": position})
+    assert [(i["Event"]["uuid"], int(i["Event"]["timestamp"])) for i in first["events"] + rest["events"]] == expected
+    with pytest.raises(InvalidArguments, match="give one of since, position or cursor"):
+        fetch_events(misp, {"position": position, "since": 0})
+    with pytest.raises(InvalidArguments, match="position:"):
+        fetch_events(misp, {"position": {"field": "timestamp", "timestamp": -1, "uuid": ""}})
+
+
+def test_fetch_events_counts_its_cursor_in_the_answer() -> None:
+    """With long filters the cursor is big: the answer still stays under max_answer."""
+    misp = FakeMisp()
+    for number in range(5):
+        misp.add(f"e{number}", NOW - 60 + number, tags=("t" * 250,))
+    filters = {"tags": ["t" * 250] + [f"{n}" + "u" * 250 for n in range(20)]}
+    answer = fetch_events(misp, {"since": 0, "filters": filters}, max_answer=9000)
+    assert len(json.dumps(answer, separators=(",", ":"))) <= 9000 and answer["events"]
+
+
+def test_a_notice_keeps_a_short_info() -> None:
+    """A feed notice cuts a long info to 1,000 characters, so that it fits any fabric limit."""
+    from dxlmispservice.events.envelope import event_summary
+
+    assert len(event_summary({"uuid": "u", "info": "i" * 60_000})["info"]) == 1003
