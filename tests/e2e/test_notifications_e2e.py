@@ -142,6 +142,25 @@ def test_new_event_request_comes_back_as_misp_json_event(devstack: StackHandle, 
     assert forwarded["Event"]["info"] == "zmq chain: new_event"
 
 
+def test_a_frame_too_big_for_the_fabric_is_forwarded_as_a_notice(devstack: StackHandle, dxl_requester: Requester,
+                                                                 tap: ZmqTap) -> None:
+    """Publishing a 4,000-attribute event makes MISP send a misp_json frame (the whole event) over the dev
+    fabric's 1 MiB limit: the service forwards a notice naming its topic, size, event and attributes
+    instead, and stays connected (a small event published after it is forwarded whole)."""
+    misp = devstack.misp()
+    body = {"info": "zmq big", "Attribute": [{"type": "text", "category": "Other", "value": f"{n:05d} " + "z" * 600}
+                                              for n in range(4000)]}
+    big = misp.add_event(body, pythonify=False)["Event"]
+    small = new_event(dxl_requester, "zmq after the big one")
+    with dxl_requester.event_waiter(f"{PREFIX}/misp_json") as waiter:
+        misp.publish(big["id"])
+        notice = waiter.wait_for(lambda p: "notice" in p and big["uuid"] in p.get("event_uuids", []), WAIT)
+        misp.publish(small["id"])
+        waiter.wait_for(lambda p: p.get("Event", {}).get("uuid") == small["uuid"], WAIT)
+    assert notice["notice"]["topic"] == "misp_json" and notice["notice"]["complete"] is False
+    assert notice["notice"]["size"] > 1_048_576 and len(notice["attribute_uuids"]) == 200
+
+
 def test_added_attribute_is_forwarded_on_misp_json_attribute(devstack: StackHandle, dxl_requester: Requester,
                                                              tap: ZmqTap) -> None:
     """add_named_attribute over DXL -> misp_json_attribute as a DXL event, with MISP's JSON."""
