@@ -139,6 +139,10 @@ def write_config(bench: BenchStack, directory: Path, misp_url: str, ca_cert: str
     return directory
 
 
+#: The broker's error code for a request no registered service takes ("unable to locate service").
+NO_SERVICE = 0x80000001
+
+
 def _wait_answering(client: Any, topic: str, payload: bytes, process: subprocess.Popen[bytes], log: Path,
                     timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
@@ -148,6 +152,9 @@ def _wait_answering(client: Any, topic: str, payload: bytes, process: subprocess
         try:
             answer = dxl.request_once(client, topic, payload, timeout=1.0)
         except WaitTimeoutException:
+            continue
+        if not dxl.is_ok(answer) and int(answer.error_code) & 0xFFFFFFFF == NO_SERVICE:
+            time.sleep(0.2)  # the broker (here the registry stand-in) has no registration for it yet
             continue
         if not dxl.is_ok(answer):
             raise RuntimeError(f"dxlmispservice {VERSION} answered search with an error: "

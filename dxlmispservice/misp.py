@@ -265,8 +265,9 @@ class MispConnection:
         response = sender.send(method, path, body)
         try:
             content = self._read_capped(response)
-        finally:
-            response.close()
+        except BaseException:
+            response.close()  # left half read: the connection cannot be used again
+            raise
         status = response.status_code
         text = content.decode(response.encoding or "utf-8", "replace") if status >= 400 else ""
         if status >= 500:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from dxlclient.callbacks import RequestCallback
 from dxlclient.message import ErrorResponse, Request, Response
 
-from dxlmispservice.compat.dxlclient import packet_size, unpack
+from dxlmispservice.compat.dxlclient import packet_size, surely_fits, unpack
 from dxlmispservice.errors import (ERROR_CODES, InternalError, InvalidPayload, MispServiceError, ResponseTooLarge,
                                    ServiceBusy, redact)
 from dxlmispservice.api.rawjson import RawJson
@@ -336,7 +336,7 @@ class DxlRequestCallback(RequestCallback):
         """Answer ``request`` (on the incoming message thread)."""
         outcome = self._handler.handle(self._api_name, request.payload)
         response = self._response(request, outcome)
-        if self._fabric_limit is not None:
+        if self._fabric_limit is not None and not surely_fits(response, self._fabric_limit):
             size = packet_size(response)
             if size > self._fabric_limit:
                 logger.warning("The answer to %s would be %d bytes on the fabric, over fabricMessageLimit %d: "

@@ -115,6 +115,18 @@ MQTT_OVERHEAD = 9
 _MSGPACK_BIN_HEADER = 5
 
 
+#: A bound on the DXL envelope of a message beside its payload and error message (measured: about 220 bytes).
+ENVELOPE_BOUND = 2048
+
+
+def surely_fits(message: Any, limit: int) -> bool:
+    """True when ``message`` fits ``limit`` by a quick bound, without packing it (the usual case)."""
+    payload = message._payload or b""
+    words = len(getattr(message, "error_message", "") or "") * 4  # UTF-8 at most 4 bytes a character
+    topic = len(message.destination_topic or "") * 4
+    return len(payload) + words + topic + ENVELOPE_BOUND + MQTT_OVERHEAD + _MSGPACK_BIN_HEADER <= limit
+
+
 def packet_size(message: Any) -> int:
     """The size of the MQTT packet that would carry ``message`` (a dxlclient Message): its packed DXL
     envelope and payload, the topic and MQTT's headers. The payload is not copied to work it out."""

@@ -163,7 +163,7 @@ def dxl_publisher(dxl_client: Any, *, limit: int | None = None, secret: str | No
             body = body.replace(secret_bytes, b"<redacted>")
         event = Event(topic)
         event.payload = body
-        if limit is not None:
+        if limit is not None and not compat.surely_fits(event, limit):
             size = compat.packet_size(event)
             if size > limit:
                 raise TooLarge(topic, size, limit)

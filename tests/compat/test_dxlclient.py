@@ -61,3 +61,17 @@ def test_a_full_incoming_queue_hands_the_message_over_instead_of_blocking() -> N
     assert not waiting.is_alive()
     pool.shutdown(True)
     assert isinstance(pool._tasks, queuelib.Queue)
+
+
+def test_the_quick_bound_never_passes_a_message_that_does_not_fit() -> None:
+    """surely_fits says yes only for messages whose real packet is within the limit."""
+    from dxlclient.message import ErrorResponse, Event, Request
+
+    from dxlmispservice.compat.dxlclient import packet_size, surely_fits
+
+    request = Request("/opendxl-misp/service/misp-api/search")
+    for size in (0, 1000, 60_000, 63_000, 64_000, 65_000):
+        for message in (Event("/opendxl-misp/event/feed/event"), ErrorResponse(request, error_code=5, error_message="é" * 300)):
+            message.payload = b"x" * size
+            if surely_fits(message, 65_536):
+                assert packet_size(message) <= 65_536 and len(message._to_bytes()) <= 65_536
