@@ -57,15 +57,6 @@ class Role:
     running: bool = False
     said: str = ""  # the last "kept off" line logged, so that it is logged once
 
-    def conflicts(self, metadata: Mapping[str, Any]) -> bool:
-        """Whether another instance's metadata claims this role."""
-        claimed = set(str(metadata.get("roles", "")).split(","))
-        if self.name not in claimed:
-            return False
-        if self.name != "forwarder":
-            return True
-        return bool(self.topics & set(str(metadata.get("forwardedTopics", "")).split(",")))
-
     def label(self) -> str:
         return self.name if self.name != "forwarder" else "forwarder:" + ",".join(sorted(self.topics))
 

@@ -99,7 +99,7 @@ class RequestHandler:
         """Count ``now`` instead of ``was``: the answer sent was not the one handled (it did not fit)."""
         with self._counts_lock:
             for outcome, step in ((was, -1), (now, 1)):
-                name = "ok" if outcome.ok else ERROR_CODES.get(outcome.error_code, (InternalError.name, ""))[0]
+                name = "ok" if outcome.ok else error_name(outcome.error_code)
                 self._counts[name] = self._counts.get(name, 0) + step
 
     def busy(self, error: MispServiceError) -> Outcome:
@@ -107,7 +107,7 @@ class RequestHandler:
         return self._counted(self._error(error))
 
     def _counted(self, outcome: Outcome) -> Outcome:
-        name = "ok" if outcome.ok else ERROR_CODES.get(outcome.error_code, (InternalError.name, ""))[0]
+        name = "ok" if outcome.ok else error_name(outcome.error_code)
         with self._counts_lock:
             self._counts[name] = self._counts.get(name, 0) + 1
         return outcome
@@ -255,6 +255,11 @@ def _to_json(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def error_name(code: int) -> str:
+    """The documented name of an error code (``internal_error`` for one the table does not know)."""
+    return ERROR_CODES.get(code, (InternalError.name, ""))[0]
+
+
 #: The longest error message sent in place of an answer that would not fit the fabric.
 _MAX_FITTED_MESSAGE = 1000
 
@@ -273,8 +278,7 @@ def fitted(outcome: Outcome, api_name: str, size: int, limit: int) -> Outcome:
         message = outcome.error_message[:_MAX_FITTED_MESSAGE]
         if len(outcome.error_message) > _MAX_FITTED_MESSAGE:
             message += " [cut short: the full error was over the fabric's message limit]"
-    name = ERROR_CODES.get(code, (InternalError.name, ""))[0]
-    body = json.dumps({"code": code, "error": name, "message": message}, separators=(",", ":"),
+    body = json.dumps({"code": code, "error": error_name(code), "message": message}, separators=(",", ":"),
                       ensure_ascii=False).encode("utf-8")
     return Outcome(ok=False, body=body, error_code=code, error_message=message)
 

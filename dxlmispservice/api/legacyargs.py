@@ -14,6 +14,7 @@ from datetime import datetime
 from dataclasses import dataclass
 from typing import Any
 
+from dxlmispservice.api.pathargs import MAX_ID
 from dxlmispservice.api.references import ID_FIRST_WRAPPERS, entity_reference
 from dxlmispservice.errors import InvalidArguments
 from dxlmispservice.events.feedstate import MAX_TIMESTAMP
@@ -21,8 +22,6 @@ from dxlmispservice.events.feedstate import MAX_TIMESTAMP
 _UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\Z", re.IGNORECASE)
 _DIGITS = re.compile(r"^[0-9]{1,19}\Z")
 _DURATION = re.compile(r"^\s*[0-9]{1,6}\s*[smhdwSMHDW]\s*\Z")
-#: The largest id MISP's database holds (a signed 64-bit integer).
-MAX_ID = 2**63 - 1
 _WRAPPERS = ("Event", "Attribute", "Object", "ShadowAttribute")
 
 
