@@ -39,6 +39,7 @@ from pymisp import PyMISP
 
 from dxlmispservice.compat.dxlclient import set_tcp_nodelay
 
+from dxlmisp_devstack.fabric.registry import AGE_TOPIC
 from dxlmisp_devstack.procs import stop_process
 from dxlmisp_devstack.stack import API_KEY_ENV, Stack
 from dxlmispservice.names import SERVICE_TYPE, service_type
@@ -369,6 +370,16 @@ class StackHandle:
         """Make the dev MISP server answer every request for ``path`` with ``status`` and the JSON ``body``
         instead of handling it (status 0 removes it; a reset removes them all)."""
         self._dev_route("POST", "answer", {"path": path, "status": status, "body": body})
+
+    def age_registration(self, service_guid: str, minutes: float) -> bool:
+        """Make the registry stand-in see ``service_guid``'s registration as ``minutes`` older, as if its
+        client had stopped renewing it (a registration older than its TTL plus the broker's 10-minute
+        grace is gone); returns whether the registry held it."""
+        with Requester(self.info["client_configs"]["requester"]) as requester:
+            reply = requester.request(AGE_TOPIC, {"serviceGuid": service_guid, "minutes": minutes})
+        if not reply.ok:
+            raise RuntimeError(f"the registry refused the age hook: {reply.error_message}")
+        return bool(reply.payload["aged"])
 
     def stop_misp(self) -> None:
         """Stop the dev MISP server by PID (its port and SQLite database are kept for :meth:`start_misp`)."""

@@ -81,9 +81,10 @@ def _with_not(key: str, not_key: str, positive: Any, negative: Any) -> dict[str,
 #: How search reaches one event too big for an answer: its metadata, then its attributes by page.
 BIG_EVENT_RECIPE = (
     'ask search for the event without its attributes and objects as {"eventid": "<id>", "metadata": true}, '
-    'and for its attributes (those in its objects too, each with its object_id) as {"controller": '
-    '"attributes", "eventid": "<id>", "limit": 100, "page": 1}, then page 2, ... until a page has fewer than '
-    '"limit" (a smaller "limit" if a page is still too big).')
+    'for its attributes (those in its objects too, each with its object_id) as {"controller": "attributes", '
+    '"eventid": "<id>", "limit": 100, "page": 1}, and for its objects (each with its attributes) as '
+    '{"controller": "objects", "eventid": "<id>", "limit": 100, "page": 1}; then page 2, ... until a page has '
+    'fewer than "limit" (a smaller "limit" if a page is still too big).')
 #: What an answer too big for search advises: limit and page count the controller's results.
 SEARCH_PAGING = (
     'Ask for it in parts: "limit" and "page" count results (events, or attributes on the attributes '

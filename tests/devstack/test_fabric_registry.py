@@ -94,6 +94,17 @@ def test_registration_expires_after_ttl_and_grace() -> None:
     assert reg.query()["services"] == {}
 
 
+def test_an_aged_registration_expires_as_an_unrenewed_one_does() -> None:
+    """The dev-only age hook moves one registration back in time: past its TTL and grace it is gone, the
+    others stay; an unknown guid is no registration."""
+    reg = ServiceRegistry(BROKER_ID, clock=_Clock())
+    reg.register(_registration("{a}", ttl=60), "c")
+    reg.register(_registration("{b}", ttl=60), "c")
+    assert reg.age("{a}", 60 + registry.TTL_GRACE_MINUTES) and "{a}" in reg.query()["services"]
+    assert reg.age("{a}", 1) and list(reg.query()["services"]) == ["{b}"]
+    assert not reg.age("{zz}", 1)
+
+
 def test_reregistration_renews_the_entry() -> None:
     """Registering the same serviceGuid again replaces the entry and restarts its TTL."""
     clock = _Clock()

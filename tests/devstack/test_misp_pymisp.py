@@ -214,6 +214,22 @@ class TestSearch:
         assert [e.info for e in misp.search_index(sort="timestamp", desc=True, pythonify=True)] == ["second", "first"]
         assert [e.info for e in misp.search_index(published=False, pythonify=True)] == ["first"]
 
+    def test_objects_search_pages_an_events_objects(self, misp: PyMISP) -> None:
+        """objects/restSearch gives an event's live objects with their attributes, by page, in PyMISP's shape."""
+        objects = [{"name": "domain-ip", "comment": f"o{n}", "Attribute": [
+            {"type": "domain", "object_relation": "domain", "value": f"d{n}.example"}]} for n in range(3)]
+        event = new_event(misp, Object=objects)
+        new_event(misp, "other", Object=[{"name": "domain-ip", "Attribute": [
+            {"type": "domain", "object_relation": "domain", "value": "other.example"}]}])
+
+        def page(n: int) -> list[tuple[str, list[str]]]:
+            found = misp.search(controller="objects", eventid=event.id, limit=2, page=n, pythonify=True)
+            return [(o.comment, [a.value for a in o.attributes]) for o in found]
+
+        assert page(1) == [("o0", ["d0.example"]), ("o1", ["d1.example"])] and page(2) == [("o2", ["d2.example"])]
+        assert [o.comment for o in misp.search(controller="objects", object_name="domain-ip", pythonify=True)] == \
+            ["o0", "o1", "o2", ""]
+
     def test_only_json(self, misp: PyMISP) -> None:
         """restSearch answers json only; another returnFormat is a 400 that says so."""
         answer = misp.search(controller="attributes", return_format="csv")

@@ -39,11 +39,15 @@ def ask(requester: Requester, api_name: str, payload: dict[str, Any]) -> Reply:
     return reply
 
 
-def big_event(misp: Any, attributes: int = 300) -> dict[str, Any]:
-    """An event whose JSON is well over LIMIT."""
+def big_event(misp: Any, attributes: int = 300, objects: int = 0) -> dict[str, Any]:
+    """An event whose JSON is well over LIMIT (with ``objects`` domain-ip objects of two attributes)."""
     body = {"info": "paging", "distribution": 0, "threat_level_id": 3, "analysis": 0,
             "Attribute": [{"type": "text", "category": "Other", "value": f"{n:04d} " + "p" * 100}
-                          for n in range(attributes)]}
+                          for n in range(attributes)],
+            "Object": [{"name": "domain-ip", "meta-category": "network", "comment": f"object {n}",
+                        "Attribute": [{"type": "domain", "object_relation": "domain", "value": f"d{n}.example"},
+                                      {"type": "ip-dst", "object_relation": "ip", "value": f"192.0.2.{n}"}]}
+                       for n in range(objects)]}
     return misp.add_event(body, pythonify=False)["Event"]
 
 
@@ -61,18 +65,27 @@ def pages(requester: Requester, api_name: str, payload: dict[str, Any], key: Any
 
 
 def test_get_event_advice_gets_the_whole_event(dxl_requester: Requester, misp: Any, paged: str) -> None:
-    """get_event on a big event: error 5 whose advice (search with metadata, then the attributes controller
-    by page), followed, gives the event and every one of its attributes."""
-    event = big_event(misp)
+    """get_event on a big event with objects: error 5 whose advice (search with metadata, then the
+    attributes and the objects controllers by page), followed, rebuilds the event MISP holds: its
+    metadata, its own attributes and its objects with theirs."""
+    event = big_event(misp, objects=40)
     reply = ask(dxl_requester, "get_event", {"event_id": event["id"]})
     assert not reply.ok and reply.error_code == 5
-    assert '"metadata": true' in reply.error_message and '"controller": "attributes"' in reply.error_message
+    for part in ('"metadata": true', '"controller": "attributes"', '"controller": "objects"'):
+        assert part in reply.error_message
     head = ask(dxl_requester, "search", {"eventid": event["id"], "metadata": True})
     assert head.ok and head.payload["response"][0]["Event"]["uuid"] == event["uuid"]
     assert not head.payload["response"][0]["Event"].get("Attribute")
-    values = pages(dxl_requester, "search", {"controller": "attributes", "eventid": event["id"]},
-                   lambda answer: [a["value"] for a in answer["response"]["Attribute"]], 20)
-    assert sorted(values) == sorted(a["value"] for a in event["Attribute"])
+    attributes = pages(dxl_requester, "search", {"controller": "attributes", "eventid": event["id"]},
+                       lambda answer: answer["response"]["Attribute"], 20)
+    objects = pages(dxl_requester, "search", {"controller": "objects", "eventid": event["id"]},
+                    lambda answer: [o["Object"] for o in answer["response"]], 15)
+    whole = misp.get_event(event["id"], pythonify=False)["Event"]
+    own = [a["uuid"] for a in attributes if a["object_id"] == "0"]
+    assert sorted(own) == sorted(a["uuid"] for a in whole["Attribute"]) and len(own) == 300
+    assert [(o["uuid"], o["comment"], sorted(a["value"] for a in o["Attribute"])) for o in objects] == [
+        (o["uuid"], o["comment"], sorted(a["value"] for a in o["Attribute"])) for o in whole["Object"]]
+    assert len(attributes) == 300 + 2 * 40
 
 
 def test_search_advice_gets_the_whole_event(dxl_requester: Requester, misp: Any, paged: str) -> None:

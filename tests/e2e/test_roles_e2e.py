@@ -1,24 +1,31 @@
-"""One role per instance, over the real stack: of two instances of one service type with the feed on, the
-first holds the feed and the second keeps it off, then takes it when the first stops."""
+"""One role per instance, over the real stack: of two instances of one service type with the feed on (and
+forwarding the same ZeroMQ topics), the first holds the roles and the second keeps them off, then takes them
+when the first stops, or once the registration a ``kill -9`` left behind expires."""
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
 from dxlmisp_devstack.testing import Requester, StackHandle, make_config_dir
+from dxlmispservice.names import notification_topic, service_type
 
 UNIQUE_ID = "e2e-roles"
 FEED_TOPIC = f"/opendxl-misp/event/feed/{UNIQUE_ID}/event"
+FORWARDED_TOPIC = notification_topic("misp_json_event", UNIQUE_ID)
 
 
-def config(devstack: StackHandle, directory: Path, api_names: str = "status") -> Path:
-    """A feed-only instance of the e2e-roles service with its own state file, checking roles every 0.5 s."""
+def config(devstack: StackHandle, directory: Path, api_names: str = "status", forward: bool = False) -> Path:
+    """An instance of the e2e-roles service with the feed on (and, with ``forward``, forwarding the stack's
+    ZeroMQ topics) and its own state file, checking roles every 0.5 s."""
     base = directory / "base"
     shutil.copytree(devstack.info["service_config_dir"], base, ignore=shutil.ignore_patterns("*feed-state*"))
+    forwarding = {} if forward else {"zeroMqNotificationTopics": None}
     return make_config_dir(base, directory / "service", {
-        "General": {"serviceUniqueId": UNIQUE_ID, "zeroMqNotificationTopics": None, "apiNames": api_names,
-                    "roleCheckInterval": "0.5"},
+        "General": {"serviceUniqueId": UNIQUE_ID, "apiNames": api_names, "roleCheckInterval": "0.5",
+                    **forwarding},
         "Feed": {"enabled": "true", "interval": "0.5", "lookback": "1m"},
     })
 
@@ -57,3 +64,29 @@ def test_a_standby_keeps_the_feed_off_and_takes_it_when_the_holder_stops(
     assert event["feed"]["complete"] is True
     assert log.count("Keeping the feed off") == 1
     assert status.ok and status.payload["roles"] == ["feed"]
+
+
+def test_a_standby_takes_the_roles_once_a_killed_holders_registration_expires(
+        devstack: StackHandle, dxl_requester: Requester, misp: object, tmp_path: Path) -> None:
+    """A holder of the feed and the forwarding killed with SIGKILL leaves its registration behind: the
+    standby keeps both roles off while that registration lives, and takes both once the registry drops it
+    (aged past the TTL and the grace); the feed and the forwarded ZeroMQ topic then come from the standby."""
+    with devstack.run_service(config(devstack, tmp_path / "first", forward=True)) as first, \
+            devstack.run_service(config(devstack, tmp_path / "second", forward=True)) as second:
+        wait_for(lambda: second.log_text().count("Keeping the") == 2)
+        os.kill(first.pid, signal.SIGKILL)
+        first.process.wait(timeout=10)
+        time.sleep(2.0)  # four role checks of the standby, with the killed holder's registration still there
+        assert first.service_guid in dxl_requester.services(service_type(UNIQUE_ID))
+        assert "Taking the" not in second.log_text()
+        with dxl_requester.event_waiter(FEED_TOPIC) as feed, dxl_requester.event_waiter(FORWARDED_TOPIC) as zmq:
+            assert devstack.age_registration(first.service_guid, minutes=24 * 60)
+            wait_for(lambda: second.log_text().count("Taking the") == 2)
+            made = misp.add_event({"info": "after the kill", "timestamp": int(time.time()) - 10},  # type: ignore[attr-defined]
+                                  pythonify=False)["Event"]
+            fed = feed.wait_for(lambda e: e["Event"]["uuid"] == made["uuid"], timeout=30)
+            forwarded = zmq.wait_for(lambda e: e.get("Event", {}).get("uuid") == made["uuid"], timeout=30)
+        status = dxl_requester.request(f"/opendxl-misp/service/misp-api/{UNIQUE_ID}/status", {})
+    assert first.service_guid not in dxl_requester.services(service_type(UNIQUE_ID))
+    assert fed["feed"]["complete"] is True and forwarded["Event"]["info"] == "after the kill"
+    assert status.ok and sorted(role.split(":")[0] for role in status.payload["roles"]) == ["feed", "forwarder"]

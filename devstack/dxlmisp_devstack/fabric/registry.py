@@ -12,6 +12,9 @@ answers, from an in-memory registry:
 - ``/mcafee/service/dxl/svcregistry/query``: ``{"services": {serviceGuid: {...}}}`` in the real broker's shape,
   filtered by ``serviceGuid`` if given, else by ``serviceType`` if given, else all; registrations past
   their TTL (plus the broker's 10-minute grace period) are dropped;
+- ``/devstack/registry/age`` (dev only, a fault hook): ``{"serviceGuid", "minutes"}`` moves that
+  registration's time back by ``minutes``, as if its client had stopped renewing it that long ago (what a
+  ``kill -9`` leaves, seen after the TTL passes without waiting the TTL); answers ``{"aged": true|false}``;
 - ``/mcafee/service/dxl/brokerregistry/query``: ``{"brokers": {id: {...}}}`` for the brokers listed in CONFIG,
   filtered by ``brokerGuid``;
 - any other request topic (it subscribes to ``#``) that no registered service lists among its
@@ -61,6 +64,7 @@ REGISTER_TOPIC = "/mcafee/service/dxl/svcregistry/register"
 UNREGISTER_TOPIC = "/mcafee/service/dxl/svcregistry/unregister"
 QUERY_TOPIC = "/mcafee/service/dxl/svcregistry/query"
 BROKER_QUERY_TOPIC = "/mcafee/service/dxl/brokerregistry/query"
+AGE_TOPIC = "/devstack/registry/age"
 REGISTER_EVENT_TOPIC = "/mcafee/event/dxl/svcregistry/register"
 UNREGISTER_EVENT_TOPIC = "/mcafee/event/dxl/svcregistry/unregister"
 REPLY_TO_PREFIX = "/mcafee/client/"
@@ -143,6 +147,15 @@ class ServiceRegistry:
             if entry is None or entry["clientGuid"] != client_id:
                 return False
             del self._services[service_guid]
+            return True
+
+    def age(self, service_guid: str, minutes: float) -> bool:
+        """Move a registration's time back by ``minutes`` (dev only); return whether there was one."""
+        with self._lock:
+            entry = self._services.get(service_guid)
+            if entry is None:
+                return False
+            entry["registrationTime"] -= int(minutes * 60)
             return True
 
     def query(self, service_guid: str = "", service_type: str = "") -> dict[str, Any]:
@@ -260,6 +273,7 @@ class RegistryStandIn:
             UNREGISTER_TOPIC: self._unregister,
             QUERY_TOPIC: self._query,
             BROKER_QUERY_TOPIC: self._query_brokers,
+            AGE_TOPIC: self._age,
         }
 
     def subscribe(self) -> None:
@@ -288,6 +302,14 @@ class RegistryStandIn:
 
     def _query(self, request: Request, payload: dict[str, Any]) -> dict[str, Any]:
         return self.registry.query(str(payload.get("serviceGuid") or ""), str(payload.get("serviceType") or ""))
+
+    def _age(self, request: Request, payload: dict[str, Any]) -> dict[str, Any]:
+        guid, minutes = payload.get("serviceGuid"), payload.get("minutes")
+        if not isinstance(guid, str) or not guid:
+            raise BadRegistryRequest("serviceGuid missing")
+        if not isinstance(minutes, (int, float)) or isinstance(minutes, bool) or minutes < 0:
+            raise BadRegistryRequest("minutes must be a non-negative number")
+        return {"aged": self.registry.age(guid, minutes)}
 
     def _query_brokers(self, request: Request, payload: dict[str, Any]) -> dict[str, Any]:
         guid = str(payload.get("brokerGuid") or "")

@@ -155,6 +155,22 @@ class ModelQueries:
             found.append(attr)
         return {"Attribute": found}
 
+    def search_objects(self, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``objects/restSearch`` (json): ``[{"Object": {..., "Attribute": [...]}}, ...]`` of live objects,
+        by their event's filters, ``uuid`` and ``object_name``; ``limit`` and ``page`` count objects."""
+        now = search.now()
+        event_keys = {k: v for k, v in filters.items() if k not in ("uuid", "tags", "searchall", "quickFilter", "all")}
+        events = search.event_query(event_keys, now, scope="objects")
+        objects = search.Query()
+        search.add_terms(objects, ["o.uuid"], search.terms(filters.get("uuid")))
+        search.add_terms(objects, ["o.name"], search.terms(filters.get("object_name")))
+        objects.add("o.deleted = ?", 0)
+        sql = (f"SELECT o.id FROM objects o JOIN events e ON e.id = o.event_id WHERE {objects.sql()} AND "
+               f"{events.sql()} ORDER BY o.id ASC{search.paging(filters)}")
+        with self._lock:
+            ids = [row["id"] for row in self.conn.execute(sql, objects.params + events.params)]
+            return [self.object_response(object_id, with_event=False) for object_id in ids]
+
     def index_events(self, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
         """``events/index``: event metadata with EventTag; MISP's index filters (see :mod:`.search`)."""
         now = search.now()

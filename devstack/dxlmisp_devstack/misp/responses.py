@@ -262,6 +262,9 @@ class MispResponses:
     def object_add(self, call: Call) -> Reply:
         return Reply(self.models.add_object(call.args[0], call.body))
 
+    def object_search(self, call: Call) -> Reply:
+        return Reply({"response": self.models.search_objects(self._search_filters(call))})
+
     def object_view(self, call: Call) -> Reply:
         if call.method == "HEAD":
             return Reply(None, 200 if self.models.object_exists(call.args[0]) else 404)

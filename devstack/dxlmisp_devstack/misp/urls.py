@@ -105,6 +105,8 @@ ROUTES: tuple[Route, ...] = (
     _r("POST", "objects/add/{ref}", "object_add", True),
     _r("POST", "objects/add/{ref}/{arg}", "object_add", True),
     _r("GET HEAD", "objects/view/{ref}", "object_view"),
+    _r("GET POST", "objects/restSearch", "object_search"),
+    _r("GET POST", "objects/restSearch/{arg}", "object_search"),
     # dev only (admin key): empty the database and the fault hooks; read the request log; delay a route; can a route's answer
     _r("POST", "devstack/reset", "devstack_reset", True),
     _r("GET", "devstack/requests", "devstack_requests", True),
