@@ -90,3 +90,23 @@ def test_a_standby_takes_the_roles_once_a_killed_holders_registration_expires(
     assert first.service_guid not in dxl_requester.services(service_type(UNIQUE_ID))
     assert fed["feed"]["complete"] is True and forwarded["Event"]["info"] == "after the kill"
     assert status.ok and sorted(role.split(":")[0] for role in status.payload["roles"]) == ["feed", "forwarder"]
+
+
+def test_two_instances_started_at_once_end_with_one_feed(
+        devstack: StackHandle, dxl_requester: Requester, misp: object, tmp_path: Path) -> None:
+    """Two instances started in the same instant (the start-up race): whether or not both began the feed,
+    within a few role checks exactly one keeps it off, and an event made after that is fed exactly once."""
+    with dxl_requester.event_waiter(FEED_TOPIC) as waiter, \
+            devstack.run_service(config(devstack, tmp_path / "a"), wait_registered=False) as one, \
+            devstack.run_service(config(devstack, tmp_path / "b"), wait_registered=False) as two:
+        wait_for(lambda: len(dxl_requester.services(service_type(UNIQUE_ID))) == 2)
+        wait_for(lambda: sum("Keeping the feed off" in s.log_text() for s in (one, two)) == 1)
+        time.sleep(2.0)  # four more role checks: the decision holds
+        logs = [s.log_text() for s in (one, two)]
+        assert sum("Keeping the feed off" in log for log in logs) == 1
+        made = misp.add_event({"info": "after the race", "timestamp": int(time.time()) - 10},  # type: ignore[attr-defined]
+                              pythonify=False)["Event"]
+        waiter.wait_for(lambda e: e["Event"]["uuid"] == made["uuid"], timeout=30)
+        time.sleep(3.0)  # six feed polls of either instance: a second copy would have come
+        copies = [e for e in waiter.events if e["Event"]["uuid"] == made["uuid"]]
+    assert len(copies) == 1
