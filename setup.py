@@ -24,6 +24,8 @@ setup(
         "pyzmq>=25",
         "requests>=2.31",
         "setuptools<81",  # dxlbootstrap imports pkg_resources
+        # the stix2 and stix1 formats; 2026.7.8 is the newest that installs beside setuptools<81
+        "misp-stix==2026.7.8",
     ],
     classifiers=[
         "Programming Language :: Python :: 3",

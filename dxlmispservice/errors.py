@@ -87,11 +87,18 @@ class ServiceBusy(MispServiceError):
     name = "service_busy"
 
 
+class ExportFailed(MispServiceError):
+    """The event could not be converted to the format asked for; the message names the reason."""
+
+    code = 8
+    name = "export_failed"
+
+
 #: code -> (name, meaning): the documented table (docs/errors.rst mirrors it; a test checks that).
 ERROR_CODES: dict[int, tuple[str, str]] = {
     cls.code: (cls.name, (cls.__doc__ or "").strip().splitlines()[0])
     for cls in (InvalidPayload, InvalidArguments, MispRefused, MispUnavailable, ResponseTooLarge, InternalError,
-                ServiceBusy)
+                ServiceBusy, ExportFailed)
 }
 
 

@@ -11,7 +11,8 @@ case-sensitive; section names are.
   as requests takes them. Without that section the service ignores the ``*_PROXY`` environment variables.
 - The API names are not checked here: :func:`dxlmispservice.api.topics.build_table` does that at start.
 
-Each section has its own small module here (``general``, ``proxies``, ``pools``, ``zeromq``, ``feed``); a
+Each section has its own small module here (``general``, ``proxies``, ``pools``, ``zeromq``, ``feed``,
+``formats``); a
 new section is a new module, and :meth:`Settings.from_parser` calls its parser.
 """
 from __future__ import annotations
@@ -23,15 +24,16 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from dxlmispservice.errors import ConfigError, redact
-from dxlmispservice.settings import feed, general, pools, proxies, zeromq
+from dxlmispservice.settings import feed, formats, general, pools, proxies, zeromq
 from dxlmispservice.settings.feed import FEED, FEED_KEYS, FeedSettings
+from dxlmispservice.settings.formats import FORMATS, FormatSettings
 from dxlmispservice.settings.general import GENERAL, GENERAL_KEYS
 from dxlmispservice.settings.pools import CALLBACK_POOL, INCOMING_POOL, POOL_KEYS, PoolSettings
 from dxlmispservice.settings.proxies import PROXIES
 from dxlmispservice.settings.section import ENV_PREFIX, Section, secret
 from dxlmispservice.settings.zeromq import ZmqSettings
 
-SECTIONS = (GENERAL, FEED, PROXIES, INCOMING_POOL, CALLBACK_POOL)
+SECTIONS = (GENERAL, FEED, FORMATS, PROXIES, INCOMING_POOL, CALLBACK_POOL)
 
 #: The largest MQTT packet the real OpenDXL broker takes (its ``messageSizeLimit``): it disconnects a client
 #: that publishes more.
@@ -43,7 +45,7 @@ FABRIC_MESSAGE_LIMIT = 1_048_576
 ANSWER_RESERVE = 4096
 
 __all__ = ["ANSWER_RESERVE", "CALLBACK_POOL", "FABRIC_MESSAGE_LIMIT", "ENV_PREFIX", "FEED", "FEED_KEYS", "GENERAL", "GENERAL_KEYS", "INCOMING_POOL",
-           "POOL_KEYS", "PROXIES", "SECTIONS", "FeedSettings", "PoolSettings", "Settings", "ZmqSettings"]
+           "POOL_KEYS", "PROXIES", "SECTIONS", "FeedSettings", "FormatSettings", "PoolSettings", "Settings", "ZmqSettings"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,11 @@ class Settings:
     callback_pool: PoolSettings = field(default_factory=PoolSettings)
     zeromq: ZmqSettings | None = None
     feed: FeedSettings | None = None
+    formats: FormatSettings = field(default_factory=FormatSettings)
+
+    def __post_init__(self) -> None:
+        if not self.formats.event_url:  # the events' URLs on MISP, for the formats that name them
+            object.__setattr__(self, "formats", formats.with_misp_url(self.formats, self.misp_url))
 
     @property
     def misp_host(self) -> str:
@@ -119,6 +126,7 @@ class Settings:
                 callback_pool=pools.parse(parser, CALLBACK_POOL, base_dir),
                 zeromq=zeromq.parse(section, urlsplit(misp_url).hostname or "", environ),
                 feed=feed.parse(parser, base_dir),
+                formats=formats.parse(parser, base_dir, misp_url),
             )
         except ConfigError as exc:
             raise ConfigError(redact(exc.message, api_key)) from None

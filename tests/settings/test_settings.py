@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from configparser import ConfigParser
 from pathlib import Path
 
 import pytest
 
-from dxlmispservice.errors import ConfigError
-from dxlmispservice.settings import FeedSettings, PoolSettings, Settings, ZmqSettings
+from dxlmispservice.errors import ConfigError, InvalidArguments
+from dxlmispservice.settings import FeedSettings, FormatSettings, PoolSettings, Settings, ZmqSettings
 
 KEY = "settingsKey0123456789abcdefghijklmnopqrs"
 PACKAGE_CONFIG = Path(__file__).resolve().parents[2] / "dxlmispservice" / "_config" / "app"
@@ -173,6 +174,9 @@ def test_default_config_file_parses(tmp_path: Path) -> None:
     (general("apiname=new_event"), ["[General] apiname", "unknown key", "apiNames"]),
     (general() + "[feed]\nenabled=true\n", ["[feed]", "[Feed]", "case-sensitive"]),
     (general() + "[Proxies]\nhttps=proxy.example\n", ["[Proxies] https", "proxy URL"]),
+    (general() + "[Formats]\nctimTlp=purple\n", ["[Formats] ctimTlp", "'purple'", "red, amber, green, white"]),
+    (general() + "[Formats]\neventUrl=ftp://x\n", ["[Formats] eventUrl", "http(s) URL"]),
+    (general() + "[Formats]\nctimPrefix=x\n", ["[Formats] ctimprefix", "unknown key", "ctimExternalIdPrefix"]),
     (general() + "[IncomingMessagePool]\nthreadCount=0\n", ["[IncomingMessagePool] threadCount", "1 to 1000"]),
     (general() + "[MessageCallbackPool]\nqueueSize=-1\n", ["[MessageCallbackPool] queueSize", ">= 1"]),
     (general() + "[Feed]\nenabled=true\nlookback=yesterday\n", ["[Feed] lookback", "30m", "ISO date"]),
@@ -217,3 +221,23 @@ def test_fabric_message_limit_defaults_to_the_brokers_and_bounds_the_answer_size
     assert parse(general()).fabric_message_limit == 1_048_576 and parse(general()).max_response_size == 1_000_000
     small = parse(general("fabricMessageLimit=200000"))
     assert (small.fabric_message_limit, small.max_response_size) == (200_000, 200_000 - 4096)
+
+
+def test_formats_defaults_and_keys() -> None:
+    """[Formats] defaults to the documented values, eventUrl to MISP's event page; every key is read."""
+    s = parse(general())
+    assert s.formats == FormatSettings(event_url="https://misp.example/events/view/{uuid}")
+    s = parse(general() + "[Formats]\nctimSource=Lab\nctimSchemaVersion=1.2.0\nctimTlp=green\n"
+              "ctimExternalIdPrefix=lab\nstix1OrgName=Lab Org\neventUrl=https://ui.example/e/{id}\n")
+    assert s.formats == FormatSettings("Lab", "1.2.0", "green", "lab", "Lab Org", "https://ui.example/e/{id}")
+
+
+def test_format_options_override_one_request() -> None:
+    """A request's options replace the named keys; an unknown key or a bad value is InvalidArguments."""
+    base = parse(general()).formats
+    assert base.with_options({"ctimTlp": "red"}) == replace(base, ctim_tlp="red")
+    for options, words in (({"tlp": "red"}, ["unknown key 'tlp'", "ctimTlp"]), ({"ctimTlp": 3}, ["non-empty string"]),
+                           ({"ctimTlp": "blue"}, ["ctimTlp 'blue'"])):
+        with pytest.raises(InvalidArguments) as caught:
+            base.with_options(options)
+        assert all(word in caught.value.message for word in words)
