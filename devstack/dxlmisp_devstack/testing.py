@@ -372,9 +372,8 @@ class StackHandle:
         self._dev_route("POST", "answer", {"path": path, "status": status, "body": body})
 
     def age_registration(self, service_guid: str, minutes: float) -> bool:
-        """Make the registry stand-in see ``service_guid``'s registration as ``minutes`` older, as if its
-        client had stopped renewing it (a registration older than its TTL plus the broker's 10-minute
-        grace is gone); returns whether the registry held it."""
+        """Make the registry see ``service_guid``'s registration as ``minutes`` older, as if its client had
+        stopped renewing it (past its TTL and 10 minutes' grace it is gone); whether the registry held it."""
         with Requester(self.info["client_configs"]["requester"]) as requester:
             reply = requester.request(AGE_TOPIC, {"serviceGuid": service_guid, "minutes": minutes})
         if not reply.ok:
