@@ -126,7 +126,8 @@ class MispService(Application):
             self, incoming=(settings.incoming_pool.thread_count, settings.incoming_pool.queue_size),
             callbacks=(settings.callback_pool.thread_count, settings.callback_pool.queue_size))
         self.table = self._table_builder(settings.api_names, allow_admin=settings.allow_admin_apis,
-                                         status=self.status.topic, max_response_size=settings.max_response_size)
+                                         status=self.status.topic, max_response_size=settings.max_response_size,
+                                         formats=settings.formats)
         for name in topics.admin_names(self.table):
             logger.warning("Serving the admin method %s (allowAdminApis=true): anyone who may send requests "
                            "on its topic administers MISP with the service's API key", name)

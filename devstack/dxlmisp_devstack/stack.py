@@ -49,7 +49,7 @@ LEGACY_API_NAMES = (
 )
 MODERN_API_NAMES = (
     "add_event", "add_attribute", "add_sighting", "add_object", "get_attribute", "update_attribute",
-    "delete_attribute", "search_index", "unpublish", "tags", "fetch_events", "status",
+    "delete_attribute", "search_index", "unpublish", "tags", "fetch_events", "status", "export_event",
 )
 ZMQ_TOPICS = ("misp_json", "misp_json_event", "misp_json_attribute", "misp_json_object", "misp_json_sighting",
               "misp_json_tag")

@@ -38,6 +38,7 @@ from dxlmispservice.names import SERVICE_TYPE, request_topic, service_type  # no
 from dxlmispservice.api.access import is_admin
 from dxlmispservice.api.handler import Handler
 from dxlmispservice.api.legacy import LEGACY
+from dxlmispservice.settings.formats import FormatSettings
 
 #: Where an apiNames error sends the reader for the full list of valid names.
 NAMES_DOC = ("Every valid name, with whether it reads, writes or administers MISP, is listed in the docs: "
@@ -71,10 +72,13 @@ def register_topic(name: str, handler: Handler | None = None) -> Any:
 
 def _service_topics() -> dict[str, Handler]:
     """The registered service topics, with the feed's ``fetch_events`` among them."""
+    from dxlmispservice.api.export import export_event
     from dxlmispservice.events.feed import fetch_events  # here, not at the top: feed.py may import this module
 
     if "fetch_events" not in EXTRA:
         register_topic("fetch_events", fetch_events)
+    if "export_event" not in EXTRA:
+        register_topic("export_event", export_event)
     return EXTRA
 
 
@@ -101,11 +105,12 @@ def _problem(name: str, valid: list[str]) -> str:
 
 
 def build_table(api_names: Iterable[str], *, allow_admin: bool = False, status: Handler | None = None,
-                max_response_size: int | None = None) -> dict[str, Handler]:
+                max_response_size: int | None = None, formats: FormatSettings | None = None) -> dict[str, Handler]:
     """The handler of each name in ``api_names``; raises ConfigError naming every unknown or refused name,
     with close matches, and pointing at the docs for the valid ones. Admin methods (:mod:`.access`) are
     refused unless ``allow_admin``; ``status`` is the handler of the ``status`` topic (the app's
-    StatusBoard); a service topic that takes ``max_answer`` is given ``max_response_size``."""
+    StatusBoard); a service topic that takes ``max_answer`` is given ``max_response_size``, and one that
+    takes ``formats`` the ``[Formats]`` settings."""
     extras = _service_topics()
     table: dict[str, Handler] = {}
     problems: list[str] = []
@@ -118,7 +123,7 @@ def build_table(api_names: Iterable[str], *, allow_admin: bool = False, status: 
                 and (allow_admin or not is_admin(name)):
             table[name] = passthrough.build_handler(name)
         elif name in extras:
-            table[name] = _bound(extras[name], max_response_size)
+            table[name] = _bound(extras[name], max_response_size, formats)
         elif name == STATUS and status is not None:
             table[name] = status
         else:
@@ -130,14 +135,20 @@ def build_table(api_names: Iterable[str], *, allow_admin: bool = False, status: 
     return table
 
 
-def _bound(handler: Handler, max_response_size: int | None) -> Handler:
-    """``handler`` with ``max_answer`` bound when it takes it (fetch_events keeps its answers under the limit)."""
-    if max_response_size is None or "max_answer" not in inspect.signature(handler).parameters:
+def _bound(handler: Handler, max_response_size: int | None, formats: FormatSettings | None) -> Handler:
+    """``handler`` with ``max_answer`` (fetch_events keeps its answers under the limit) and ``formats`` bound
+    where it takes them."""
+    parameters = inspect.signature(handler).parameters
+    bound_args: dict[str, Any] = {}
+    if max_response_size is not None and "max_answer" in parameters:
+        bound_args["max_answer"] = max_response_size
+    if formats is not None and "formats" in parameters:
+        bound_args["formats"] = formats
+    if not bound_args:
         return handler
-    bound = functools.partial(handler, max_answer=max_response_size)
+    bound = functools.partial(handler, **bound_args)
     functools.update_wrapper(bound, handler)  # keeps its name and paging_advice
     return bound
-
 
 def admin_names(table: Mapping[str, Handler]) -> list[str]:
     """The admin methods among a table's names, in table order."""

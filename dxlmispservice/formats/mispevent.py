@@ -119,3 +119,19 @@ def published(event: Mapping[str, Any]) -> bool:
 
 def _deleted(item: Mapping[str, Any]) -> bool:
     return str(item.get("deleted")).lower() in ("true", "1")
+
+
+def attribute_slice(event: Mapping[str, Any], page: int, limit: int) -> tuple[dict[str, Any], int]:
+    """The event with only the ``page``-th ``limit`` of its live attributes (counted over its own, then its
+    objects', in order), each object kept with the attributes of it in the slice; and how many there are."""
+    chosen = list(attributes(event))
+    total = len(chosen)
+    keep = {id(a) for a, _ in chosen[(page - 1) * limit:page * limit]}
+    sliced = dict(event, Attribute=[a for a in event.get("Attribute") or [] if id(a) in keep])
+    objects = []
+    for obj in event.get("Object") or []:
+        inside = [a for a in obj.get("Attribute") or [] if id(a) in keep]
+        if inside:
+            objects.append(dict(obj, Attribute=inside))
+    sliced["Object"] = objects
+    return sliced, total
