@@ -11,6 +11,9 @@ from dxlmispservice.errors import ExportFailed
 
 _TECHNIQUE = re.compile(r"\bT\d{4}(?:\.\d{3})?\b")
 _TACTIC = re.compile(r"\bTA\d{4}\b")
+_QUOTED = re.compile(r'="(.*)"$')
+#: Galaxy cluster types whose value names a victim.
+VICTIM_CLUSTER_TYPES = ("target-information", "sector")
 
 
 def body(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -135,3 +138,14 @@ def attribute_slice(event: Mapping[str, Any], page: int, limit: int) -> tuple[di
             objects.append(dict(obj, Attribute=inside))
     sliced["Object"] = objects
     return sliced, total
+
+
+def victims(event: Mapping[str, Any]) -> list[str]:
+    """Victim names from ``victim:``/``target:`` tags and target-information or sector clusters."""
+    names = []
+    for tag in tag_names(event):
+        if tag.lower().startswith(("victim", "target")):
+            quoted = _QUOTED.search(tag)
+            names.append(quoted.group(1) if quoted else tag.rsplit(":", 1)[-1])
+    names += [str(c.get("value")) for c in clusters(event) if c.get("type") in VICTIM_CLUSTER_TYPES]
+    return list(dict.fromkeys(n.strip() for n in names if n and n.strip()))

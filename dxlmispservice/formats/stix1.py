@@ -28,6 +28,7 @@ from typing import Any
 
 from dxlmispservice.formats import Export
 from dxlmispservice.formats import mispevent as me
+from dxlmispservice.formats.mispevent import victims
 from dxlmispservice.formats.stix2 import skipped_of
 from dxlmispservice.settings.formats import FormatSettings
 
@@ -42,7 +43,6 @@ EFFECTS = {term.lower(): term for term in (
     "Loss of Competitive Advantage - Political",
     "Loss of Confidential / Proprietary Information or Intellectual Property",
     "Regulatory, Compliance or Legal Impact", "Unintended Access", "User Data Loss")}
-VICTIM_CLUSTER_TYPES = ("target-information", "sector")
 _LOCK = threading.Lock()
 _QUOTED = re.compile(r'="(.*)"$')
 
@@ -107,17 +107,6 @@ def earliest_first_seen(event: Mapping[str, Any]) -> datetime | None:
     seen += [o.get("first_seen") for o in event.get("Object") or []]
     times = [t for t in (_datetime(value) for value in seen if value) if t is not None]
     return min(times) if times else None
-
-
-def victims(event: Mapping[str, Any]) -> list[str]:
-    """Victim names from ``victim:``/``target:`` tags and target-information or sector clusters."""
-    names = []
-    for tag in me.tag_names(event):
-        if tag.lower().startswith(("victim", "target")):
-            quoted = _QUOTED.search(tag)
-            names.append(quoted.group(1) if quoted else tag.rsplit(":", 1)[-1])
-    names += [str(c.get("value")) for c in me.clusters(event) if c.get("type") in VICTIM_CLUSTER_TYPES]
-    return list(dict.fromkeys(n.strip() for n in names if n and n.strip()))
 
 
 def effects(event: Mapping[str, Any]) -> tuple[list[str], int]:

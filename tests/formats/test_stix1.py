@@ -5,7 +5,8 @@ import threading
 import xml.etree.ElementTree as ET
 
 from dxlmispservice.formats import export
-from dxlmispservice.formats.stix1 import NAMESPACE, effects, victims
+from dxlmispservice.formats.mispevent import victims
+from dxlmispservice.formats.stix1 import NAMESPACE, effects
 from dxlmispservice.settings.formats import FormatSettings
 from tests.formats.events import existing_event, rich_event
 from tests.formats.validators import stix1_errors
