@@ -18,6 +18,7 @@ import sqlite3
 from collections import defaultdict
 from typing import Any, Iterable, Sequence
 
+from dxlmisp_devstack.misp.galaxies import galaxies
 from dxlmisp_devstack.misp.identity import ORG, ORG_ID, ORG_NAME, ORG_UUID
 
 Row = sqlite3.Row
@@ -148,7 +149,8 @@ def nested_attribute(row: Row, tags: dict[int, list[dict[str, Any]]],
                      sightings: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
     """An attribute inside an event or an object: its fields plus Galaxy, ShadowAttribute, Tag, Sighting."""
     attr = attribute_dict(row)
-    attr.update(Galaxy=[], ShadowAttribute=[], Tag=tags.get(row["id"], []), Sighting=sightings.get(row["id"], []))
+    own = tags.get(row["id"], [])
+    attr.update(Galaxy=galaxies(own), ShadowAttribute=[], Tag=own, Sighting=sightings.get(row["id"], []))
     return attr
 
 
@@ -196,8 +198,8 @@ def build_events(conn: sqlite3.Connection, rows: Sequence[Row], *, metadata: boo
     for row in rows:
         event = event_dict(row, counts.get(row["id"], 0))
         event.update(Org=org(), Orgc=org(), Attribute=attrs_by_event.get(row["id"], []), ShadowAttribute=[],
-                     RelatedEvent=[], Galaxy=[], Object=objects_by_event.get(row["id"], []), EventReport=[],
-                     Tag=tags_by_event.get(row["id"], []))
+                     RelatedEvent=[], Galaxy=galaxies(tags_by_event.get(row["id"], [])),
+                     Object=objects_by_event.get(row["id"], []), EventReport=[], Tag=tags_by_event.get(row["id"], []))
         if metadata:
             for key in ("Attribute", "ShadowAttribute", "Object", "EventReport"):
                 del event[key]
