@@ -4,7 +4,8 @@ Payload: ``{"event": id or uuid, "format": "stix2" | "stix1" | "ctim" | "xsoar",
 "page": n, "limit": m}``. Answer: ``{"format", "content_type", "document", "skipped"}`` (STIX 1.2 as XML
 text in ``document``); with ``page`` and ``limit``, the document is of a slice of the event's attributes
 (its own, then its objects', ``limit`` to a slice) with all of the event's own fields, and ``slice`` says
-``{"page", "limit", "attributes"}`` (how many the event has in all). ``options`` overrides ``[Formats]``
+``{"page", "limit", "attributes"}`` (how many the event has in all); a slice reads only its own parts from
+MISP. ``options`` overrides ``[Formats]``
 keys for this request.
 """
 from __future__ import annotations
@@ -17,7 +18,6 @@ from dxlmispservice.api.legacyargs import Arg, check
 from dxlmispservice.api.passthrough import call_misp, to_json
 from dxlmispservice.errors import InvalidArguments
 from dxlmispservice.formats import check_format, export
-from dxlmispservice.formats.mispevent import attribute_slice
 from dxlmispservice.settings.formats import FormatSettings
 
 if TYPE_CHECKING:
@@ -43,13 +43,41 @@ def export_event(misp: MispConnection, payload: dict[str, Any], *,
     page, limit = args.get("page"), args.get("limit")
     if (page is None) != (limit is None):
         raise InvalidArguments("export_event: give both 'page' and 'limit', or neither")
-    event = _event(misp, args["event"])
     if page is None:
-        return export(name, event, settings).answer()
-    body, total = attribute_slice(event.get("Event", event), page, limit)
+        return export(name, _event(misp, args["event"]), settings).answer()
+    body, total = _slice(misp, args["event"], page, limit)
     answer = export(name, {"Event": body}, settings).answer()
     answer["slice"] = {"page": page, "limit": limit, "attributes": total}
     return answer
+
+
+def _slice(misp: MispConnection, ref: Any, page: int, limit: int) -> tuple[dict[str, Any], int]:
+    """The event's own fields (tags and galaxies with them) and the ``page``-th ``limit`` of its attributes in
+    MISP's order, those of objects inside their objects; and how many attributes it has. Only these parts
+    are read from MISP, so a slice of an event too big to read whole costs no more than the slice."""
+    head = to_json(call_misp(misp, "export_event", lambda p: p.search(
+        controller="events", eventid=ref, metadata=True, pythonify=False)))
+    if not head:  # no such event: MISP's own answer to asking for it says so (a 404, misp_refused)
+        _event(misp, ref)
+        raise InvalidArguments(f"export_event: MISP's search finds no event {ref!r}")
+    event = dict(head[0]["Event"], Attribute=[], Object=[])
+    found = to_json(call_misp(misp, "export_event", lambda p: p.search(
+        controller="attributes", eventid=event["id"], limit=limit, page=page, include_sightings=True,
+        pythonify=False)))
+    objects: dict[str, dict[str, Any]] = {}
+    for attribute in found.get("Attribute", []) if isinstance(found, dict) else []:
+        attribute = {k: v for k, v in attribute.items() if k not in ("Event", "Object")}
+        object_id = str(attribute.get("object_id") or "0")
+        if object_id == "0":
+            event["Attribute"].append(attribute)
+            continue
+        if object_id not in objects:
+            whole = to_json(call_misp(misp, "export_event", lambda p: p.get_object(object_id, pythonify=False)))
+            objects[object_id] = dict(whole["Object"], Attribute=[])
+            objects[object_id].pop("Event", None)
+        objects[object_id]["Attribute"].append(attribute)
+    event["Object"] = list(objects.values())
+    return event, int(event.get("attribute_count") or 0)
 
 
 def _event(misp: MispConnection, ref: Any) -> dict[str, Any]:
