@@ -16,6 +16,7 @@ from dxlmispservice.api import legacy, legacysearch
 from dxlmispservice.api import passthrough
 
 from dxlmispservice import settings
+from dxlmispservice.settings import formats
 
 from dxlmispservice.api import topics
 from dxlmispservice.errors import ERROR_CODES
@@ -54,7 +55,7 @@ def test_methods_page_documents_every_legacy_name() -> None:
 
 def _documented_keys(text: str) -> set[str]:
     """Every ``name`` written as a literal in ``text``."""
-    return set(re.findall(r"``([A-Za-z_]+)``", text))
+    return set(re.findall(r"``([A-Za-z0-9_]+)``", text))
 
 
 @pytest.mark.parametrize("page", ["docs/configuration.rst", "README.rst"])
@@ -62,7 +63,7 @@ def test_config_reference_lists_every_key(page: str) -> None:
     """Every section and key settings.py accepts is named in the config reference."""
     text = (DOCS.parent / page).read_text(encoding="utf-8")
     literals = _documented_keys(text)
-    keys = set(settings.GENERAL_KEYS) | set(settings.FEED_KEYS) | set(settings.POOL_KEYS)
+    keys = set(settings.GENERAL_KEYS) | set(settings.FEED_KEYS) | set(settings.POOL_KEYS) | set(formats.KEYS)
     missing = sorted(keys - literals) + sorted(s for s in settings.SECTIONS if f"[{s}]" not in text)
     assert missing == []
 
@@ -201,3 +202,15 @@ def test_the_feed_guarantee_is_stated_the_same_way(page: str) -> None:
     """Each page that describes the feed states its guarantee in the one agreed sentence."""
     text = " ".join((DOCS.parent / page).read_text(encoding="utf-8").split())
     assert FEED_GUARANTEE in text
+
+
+@pytest.mark.parametrize("name", ["stix2", "stix1", "ctim", "xsoar"])
+def test_format_examples_are_what_the_code_produces(name: str) -> None:
+    """docs/examples/format-<name>.* is the format's document of docs/examples/event.json today."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("regenerate", DOCS / "examples" / "regenerate.py")
+    assert spec and spec.loader
+    regenerate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(regenerate)
+    assert regenerate.path(name).read_text() == regenerate.render(name)

@@ -58,14 +58,36 @@ def convert(event: Mapping[str, Any], settings: FormatSettings) -> Export:
     with _LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # python-stix warns of deprecated fields misp-stix sets
         idgen.set_id_namespace(Namespace(NAMESPACE, prefix, ""))
+        started = datetime.now(timezone.utc)
         parser = MISPtoSTIX1EventsParser(settings.stix1_org_name, "1.2")
         parser.parse_misp_event({"Event": body})
         package = parser.stix_package
         added = _complete(package.incidents[0], body, prefix)
+        _stamp(package, started, me.epoch(body.get("timestamp")) or 0)
         xml = package.to_xml(include_namespaces=True, ns_dict={NAMESPACE: prefix}, encoding="utf-8")
     skipped = Counter(skipped_of(parser.warnings, parser.errors))
     skipped.update(added)
-    return Export("stix1", xml.decode("utf-8"), CONTENT_TYPE, dict(sorted(skipped.items())))
+    return Export("stix1", sorted_namespaces(xml.decode("utf-8")), CONTENT_TYPE, dict(sorted(skipped.items())))
+
+
+def sorted_namespaces(xml: str) -> str:
+    """The document with its root's namespace declarations in name order (python-stix writes them in the
+    order of a set, which changes from process to process)."""
+    head, sep, rest = xml.partition(">")
+    lines = head.split("\n")
+    declarations = sorted(line for line in lines if line.lstrip().startswith("xmlns:"))
+    others = [line for line in lines if not line.lstrip().startswith("xmlns:")]
+    return "\n".join(others[:1] + declarations + others[1:]) + sep + rest
+
+
+def _stamp(package: Any, started: datetime, event_time: int) -> None:
+    """Give what python-stix stamped with the time of the conversion (TTPs made of galaxy clusters, which
+    have no time in MISP) the event's own timestamp instead, so that one event always gives one document."""
+    when = datetime.fromtimestamp(event_time, tz=timezone.utc)
+    for entity in package.walk():
+        stamp = getattr(entity, "timestamp", None)
+        if isinstance(stamp, datetime) and (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)) >= started:
+            entity.timestamp = when
 
 
 def id_prefix(org_name: str) -> str:

@@ -81,3 +81,10 @@ def test_victims_and_effects_from_tags_and_clusters() -> None:
              "Galaxy": [{"type": "target-information", "GalaxyCluster": [{"uuid": "u", "value": "Initech"}]}]}
     assert victims(event) == ["Acme", "Globex", "Initech"]
     assert effects(event) == (["User Data Loss"], 1)
+
+
+def test_one_event_always_gives_one_document() -> None:
+    """What python-stix stamps with the conversion time (galaxy TTPs) takes the event's timestamp instead."""
+    first = export("stix1", rich_event(), SETTINGS).document
+    assert export("stix1", rich_event(), SETTINGS).document == first
+    assert 'timestamp="2023-11-14T22:18:20+00:00"' in first
