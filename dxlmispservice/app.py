@@ -76,7 +76,8 @@ def default_forwarders(settings: Settings, misp: MispConnection, publisher: Publ
     if settings.feed is not None:
         from dxlmispservice.events.feed import Feed
 
-        forwarders.append(Feed(settings.feed, misp, publisher, service_unique_id=settings.service_unique_id))
+        forwarders.append(Feed(settings.feed, misp, publisher, service_unique_id=settings.service_unique_id,
+                               formats=settings.formats))
     return forwarders
 
 

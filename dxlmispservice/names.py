@@ -44,6 +44,7 @@ def notification_topic(zmq_topic: str, service_unique_id: str = "") -> str:
     return f"{NOTIFICATION_TOPIC_PREFIX}{_level(service_unique_id)}/{zmq_topic}"
 
 
-def feed_topic(service_unique_id: str = "") -> str:
-    """The feed's DXL event topic: ``/opendxl-misp/event/feed[/<id>]/event``."""
-    return f"{FEED_TOPIC_PREFIX}{_level(service_unique_id)}/event"
+def feed_topic(service_unique_id: str = "", format_name: str = "misp") -> str:
+    """The feed's DXL event topic of a format: ``/opendxl-misp/event/feed[/<id>]/event`` for MISP's own,
+    ``/opendxl-misp/event/feed[/<id>]/<format>`` for the others."""
+    return f"{FEED_TOPIC_PREFIX}{_level(service_unique_id)}/{'event' if format_name == 'misp' else format_name}"

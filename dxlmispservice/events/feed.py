@@ -82,11 +82,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from dxlmispservice.events.envelope import event_summary, feed_message, feed_notice, json_size
+from dxlmispservice.events.envelope import json_size
+from dxlmispservice.events.feedformats import format_message, format_notice
 from dxlmispservice.events.feedfilters import Filters
 from dxlmispservice.events.worker import Worker
 from dxlmispservice.events.publisher import EventPayload, Publisher, TooLarge
 from dxlmispservice.names import feed_topic
+from dxlmispservice.settings.feed import FEED_FORMATS
+from dxlmispservice.settings.formats import FormatSettings
 from dxlmispservice.errors import ConfigError, InternalError, InvalidArguments, MispServiceError, ResponseTooLarge
 from dxlmispservice.events.feedstate import (CHANGES, PUBLICATIONS, Position, decode_cursor, encode_cursor,
                                       load_position, parse_since, prepare_position, save_position)
@@ -196,13 +199,16 @@ class Feed:
 
     def __init__(self, settings: Any, misp: Any, publisher: Publisher, *, service_unique_id: str = "",
                  clock: Callable[[], float] = time.time, stop_timeout: float = 10.0,
-                 settle: int = SETTLE_SECONDS) -> None:
+                 settle: int = SETTLE_SECONDS, formats: FormatSettings | None = None) -> None:
         if settings.page_size < 1:
             raise ValueError("page_size must be at least 1")
         self._settings = settings
         self._misp = misp
         self._publisher = publisher
+        self._unique_id = service_unique_id
         self._topic = feed_topic(service_unique_id)
+        self._format_names = tuple(getattr(settings, "formats", ("misp",)))
+        self._format_settings = formats or FormatSettings()
         self._filters = Filters.from_settings(settings)
         self._clock = clock
         self._settle = settle
@@ -213,6 +219,7 @@ class Feed:
         self._ask = 0  # the last restSearch size at the position's value (see fetch_page)
         self._ask_at: tuple[int, str] | None = None
         self.notices = 0  # events published as notices: too big for the fabric
+        self.conversion_failures = 0  # changes a format could not convert (a notice went in their place)
         self.published = 0  # events published since the start, notices included
         self.failures = 0  # polls that failed since the start
         self.last_poll: float | None = None  # epoch seconds when the last poll completed
@@ -237,7 +244,8 @@ class Feed:
         return {"topic": self._topic, "running": self._worker.running,
                 "position": self._position.to_dict() if self._position is not None else None,
                 "last_poll": self.last_poll, "lag_seconds": lag, "published": self.published,
-                "notices": self.notices, "failures": self.failures, "last_error": self.last_error}
+                "notices": self.notices, "failures": self.failures, "last_error": self.last_error,
+                "formats": list(self._format_names), "conversion_failures": self.conversion_failures}
 
     def start(self) -> None:
         """Load (or create) the state, then poll now and every ``interval`` seconds on a thread."""
@@ -282,18 +290,10 @@ class Feed:
         previous = self.position
         after = previous.after(uuid, value)
         prepared = prepare_position(self._settings.state_file, after)
-        message_id = feed_message_id(self._topic, field, str(event["uuid"]), value)
-        message = feed_message(event, after.to_dict(), previous.to_dict(), message_id)
         try:
-            try:
-                self._publisher(self._topic, EventPayload(message, message_id, on_written=prepared.replace))
-            except TooLarge as exc:  # nothing was sent: a notice that fits goes in its place
-                self.notices += 1
-                logger.warning("Event feed: event %s (%s %d) is %d bytes on the fabric, over its limit of %d: "
-                               "published a notice instead (%d so far); get_event gives the event in pages",
-                               event.get("uuid"), field, value, exc.size, exc.limit, self.notices)
-                self._publisher(self._topic, EventPayload(feed_notice(message), message_id,
-                                                          on_written=prepared.replace))
+            for index, name in enumerate(self._format_names):  # the state moves with the last one written
+                last = index == len(self._format_names) - 1
+                self._publish(name, event, field, value, after, previous, prepared.replace if last else None)
         except BaseException:
             if prepared.replaced:  # it was written, and the state moved with it
                 self._position = after
@@ -302,6 +302,25 @@ class Feed:
             raise
         prepared.commit()  # the rename, unless the publisher already ran it; then the directory fsync
         self._position = after
+
+    def _publish(self, name: str, event: dict[str, Any], field: str, value: int, after: Position,
+                 previous: Position, on_written: Callable[[], None] | None) -> None:
+        """One change in one format on its topic; a notice in its place when it is too big for the fabric."""
+        topic = feed_topic(self._unique_id, name)
+        message_id = feed_message_id(topic, field, str(event["uuid"]), value)
+        envelope = {"position": after.to_dict(), "previous": previous.to_dict(), "message_id": message_id,
+                    "complete": True}
+        message, converted = format_message(name, event, envelope, self._format_settings)
+        if not converted:
+            self.conversion_failures += 1
+        try:
+            self._publisher(topic, EventPayload(message, message_id, on_written=on_written))
+        except TooLarge as exc:  # nothing was sent: a notice that fits goes in its place
+            self.notices += 1
+            logger.warning("Event feed: event %s (%s %d) in %s is %d bytes on the fabric, over its limit of %d: "
+                           "published a notice instead (%d so far); get_event gives the event in pages",
+                           event.get("uuid"), field, value, name, exc.size, exc.limit, self.notices)
+            self._publisher(topic, EventPayload(format_notice(message, event), message_id, on_written=on_written))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -345,7 +364,8 @@ def _iso(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def fetch_events(misp: Any, payload: dict[str, Any], *, max_answer: int | None = None) -> dict[str, Any]:
+def fetch_events(misp: Any, payload: dict[str, Any], *, max_answer: int | None = None,
+                 formats: FormatSettings | None = None) -> dict[str, Any]:
     """The ``fetch_events`` request topic: one page of the feed, for clients that pull.
 
     Payload: ``{"since": ..., "limit": n, "filters": {...}}`` for the first page (``since``: epoch
@@ -359,12 +379,17 @@ def fetch_events(misp: Any, payload: dict[str, Any], *, max_answer: int | None =
     ``max_answer`` (the service's maxResponseSize, bound by the topic table) keeps the answer under it: the
     page ends early (``more``) before an event that would not fit, and an event too big for an answer of
     its own comes as a notice (``feed.complete`` false, the event's summary), so that paging always goes on.
+    ``"format"`` (with since, position or cursor; default ``misp``) gives each change in that format, as
+    the feed's format topics carry it; ``formats`` (bound by the table) is the ``[Formats]`` settings.
     """
     if not isinstance(payload, dict):
         raise InvalidArguments("the payload must be an object")
-    unknown = sorted(set(payload) - {"since", "position", "limit", "filters", "cursor"})
+    unknown = sorted(set(payload) - {"since", "position", "limit", "filters", "cursor", "format"})
     if unknown:
-        raise InvalidArguments(f"unknown keys {unknown}; accepted: cursor, filters, limit, position, since")
+        raise InvalidArguments(f"unknown keys {unknown}; accepted: cursor, filters, format, limit, position, since")
+    format_name = payload.get("format", "misp")
+    if format_name not in FEED_FORMATS:
+        raise InvalidArguments(f"format: {format_name!r} is not a format; accepted: {', '.join(FEED_FORMATS)}")
     if "position" in payload and ("since" in payload or "cursor" in payload):
         raise InvalidArguments("give one of since, position or cursor")
     limit = payload.get("limit", DEFAULT_FETCH_LIMIT)
@@ -402,13 +427,12 @@ def fetch_events(misp: Any, payload: dict[str, Any], *, max_answer: int | None =
     for event in page.events:
         timestamp, uuid = event_key(event, position.field)
         after = position.after(uuid, timestamp)
-        item: dict[str, Any] = {"feed": {"position": after.to_dict(), "previous": position.to_dict(),
-                                         "complete": True}, "Event": event}
+        item, _ = format_message(format_name, event, {"position": after.to_dict(), "previous": position.to_dict(),
+                                                      "complete": True}, formats or FormatSettings())
         if max_answer is not None:
             size = json_size(item)
             if size + frame > max_answer:  # too big for any answer: its notice stands in for it
-                item = {"feed": {**item["feed"], "complete": False, "size": json_size(event)},
-                        "Event": event_summary(event)}
+                item = format_notice(item, event)
                 size = json_size(item)
             if items and used + size > max_answer:  # it goes first on the next page
                 more = True

@@ -164,29 +164,34 @@ def tlp(event: Mapping[str, Any], default: str) -> str:
 
 
 def description(event: Mapping[str, Any]) -> str:
-    """The incident's Markdown summary (what, when, where, the key observables), at most 5,000 characters."""
+    """The incident's Markdown summary, in the sections of CTIM's incident-summary guidelines (what, when,
+    where and the key observables under them), at most 5,000 characters."""
     org = (event.get("Orgc") or {}).get("name") or "an unknown organisation"
     attributes = list(me.attributes(event))
-    lines = [f"**{event['info']}**", "", "### What",
+    published_at = me.epoch(event.get("publish_timestamp"))
+    when = f"Event date {str(event.get('date'))[:10]}" + (
+        f"; published {me.iso(published_at)}." if me.published(event) and published_at else "; not published.")
+    named = me.victims(event)
+    lines = [f"# {_short(str(event['info']), 200)}", "", "## Incident Overview", "",
              f"MISP event `{event['uuid']}` from {org}: threat level "
              f"{SEVERITY.get(str(event.get('threat_level_id')), 'Unknown')}, analysis "
              f"{STATUS.get(str(event.get('analysis')), 'New')}, {len(attributes)} attributes"
-             f" ({sum(1 for a, _ in attributes if a.get('to_ids'))} for detection)."]
+             f" ({sum(1 for a, _ in attributes if a.get('to_ids'))} for detection). {when}", "",
+             "## Investigation Details", ""]
     techniques = me.techniques(event)
     if techniques:
-        lines.append("ATT&CK techniques: " + ", ".join(techniques) + ".")
+        lines += ["ATT&CK techniques: " + ", ".join(techniques) + ".", ""]
     tags = [t for t in me.tag_names(event) if not t.startswith("misp-galaxy:")]
     if tags:
-        lines.append("Tags: " + ", ".join(f"`{t}`" for t in tags[:20]) + ".")
-    published_at = me.epoch(event.get("publish_timestamp"))
-    lines += ["", "### When", f"Event date {str(event.get('date'))[:10]}"
-              + (f"; published {me.iso(published_at)}." if me.published(event) and published_at else "; not published.")]
-    named = me.victims(event)
-    lines += ["", "### Where", ("Targets: " + ", ".join(named) + ".") if named else "No target is named in the event."]
+        lines += ["Tags: " + ", ".join(f"`{t}`" for t in tags[:20]) + ".", ""]
     key = [f"- {a.get('type')}: `{_short(str(a.get('value')), 200)}`" for a, _ in attributes if a.get("to_ids")]
-    lines += ["", "### Key observables"] + (key[:KEY_OBSERVABLES] or ["None marked for detection."])
+    lines += ["**Key observables**", ""] + (key[:KEY_OBSERVABLES] or ["None marked for detection."])
     if len(key) > KEY_OBSERVABLES:
         lines.append(f"- ... and {len(key) - KEY_OBSERVABLES} more")
+    lines += ["", "## Initial Response and Mitigation", "", "Not recorded in MISP.", "",
+              "## Impact Assessment", "", ("Targets: " + ", ".join(named) + ".") if named
+              else "No target is named in the event.", "",
+              "## Remediation and Root Cause Analysis", "", "Not recorded in MISP."]
     text = "\n".join(lines)
     return text if len(text) <= DESCRIPTION_LIMIT else text[:DESCRIPTION_LIMIT - 1] + "…"
 

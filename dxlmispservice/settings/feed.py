@@ -11,7 +11,9 @@ from dxlmispservice.settings.section import Section
 
 FEED = "Feed"
 FEED_KEYS = ("enabled", "interval", "lookback", "tags", "notTags", "orgs", "publishedOnly", "threatLevels",
-             "pageSize", "stateFile")
+             "pageSize", "stateFile", "formats")
+#: The formats the feed can publish in: MISP's own, and those of dxlmispservice.formats.
+FEED_FORMATS = ("misp", "stix2", "stix1", "ctim", "xsoar")
 _DURATION = re.compile(r"^\d+[smhdw]$")
 
 
@@ -29,6 +31,7 @@ class FeedSettings:
     threat_levels: tuple[int, ...] = ()
     page_size: int = 100
     state_file: str = "misp-feed-state.json"
+    formats: tuple[str, ...] = ("misp",)
 
 
 def parse(parser: configparser.RawConfigParser, base_dir: str | None) -> FeedSettings | None:
@@ -44,6 +47,11 @@ def parse(parser: configparser.RawConfigParser, base_dir: str | None) -> FeedSet
         raise section.error("threatLevels", f"{','.join(levels)!r} has a value other than 1-4",
                             "MISP threat level ids 1 (high), 2 (medium), 3 (low), 4 (undefined), "
                             "separated by commas")
+    formats = section.listing("formats") or ("misp",)
+    unknown = [name for name in formats if name not in FEED_FORMATS]
+    if unknown:
+        raise section.error("formats", f"{', '.join(unknown)} is not a format", ", ".join(FEED_FORMATS)
+                            + ", separated by commas")
     state_file = section.path("stateFile", must_exist=False) or os.path.abspath(
         os.path.join(base_dir or ".", FeedSettings.state_file))
     return FeedSettings(
@@ -57,6 +65,7 @@ def parse(parser: configparser.RawConfigParser, base_dir: str | None) -> FeedSet
         threat_levels=tuple(int(level) for level in levels),
         page_size=section.integer("pageSize", 100, minimum=1, maximum=10_000),
         state_file=state_file,
+        formats=formats,
     )
 
 

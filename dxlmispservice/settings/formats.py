@@ -11,9 +11,9 @@ from dxlmispservice.errors import InvalidArguments
 from dxlmispservice.settings.section import Section
 
 FORMATS = "Formats"
-#: The CTIM schema version the CTIM bundles declare by default: the version threatgrid/ctim states
-#: (``ctim-schema-version`` in ``src/ctim/schemas/common.cljc``).
-CTIM_SCHEMA_VERSION = "1.3.9"
+#: The CTIM schema version the CTIM bundles declare by default: the release threatgrid/ctim states in
+#: ``resources/ctim/version.edn`` (its ``ctim-schema-version`` is the release version; read 2026-12-02).
+CTIM_SCHEMA_VERSION = "1.3.26"
 #: CTIM's TLP vocabulary.
 CTIM_TLPS = ("red", "amber", "green", "white")
 

@@ -35,7 +35,7 @@ def test_the_incident_maps_the_events_fields() -> None:
         "Open", "High", "High", "amber")
     assert (incident["techniques"], incident["tactics"]) == (["T1036"], ["TA0002"])
     assert incident["source_uri"] == f"https://misp.example/events/view/{EVENT_UUID}"
-    assert incident["promotion_method"] == "Automated" and incident["schema_version"] == "1.3.9"
+    assert incident["promotion_method"] == "Automated" and incident["schema_version"] == "1.3.26"
 
 
 def test_an_unpublished_event_has_no_reported_time() -> None:
@@ -98,7 +98,10 @@ def test_options_change_the_source_tlp_and_prefix() -> None:
 def test_the_description_has_what_when_where_and_the_key_observables() -> None:
     """The Markdown summary follows the incident-summary headings and stays within 5,000 characters."""
     text = description(rich_event()["Event"])
-    assert all(h in text for h in ("### What", "### When", "### Where", "### Key observables"))
+    sections = ("## Incident Overview", "## Investigation Details", "## Initial Response and Mitigation",
+                "## Impact Assessment", "## Remediation and Root Cause Analysis")
+    assert text.startswith("# Dropper campaign") and all(h in text for h in sections)
+    assert "**Key observables**" in text and "- domain: `evil.example`" in text
     assert "Cyber Tech Dynamics" in text
     event = rich_event()["Event"]
     event["Attribute"] = [dict(event["Attribute"][1], value=f"d{n}.example" + "x" * 150) for n in range(100)]
