@@ -3,10 +3,9 @@
 Payload: ``{"event": id or uuid, "format": "stix2" | "stix1" | "ctim" | "xsoar", "options": {...},
 "page": n, "limit": m}``. Answer: ``{"format", "content_type", "document", "skipped"}`` (STIX 1.2 as XML
 text in ``document``); with ``page`` and ``limit``, the document is of a slice of the event's attributes
-(its own, then its objects', ``limit`` to a slice) with all of the event's own fields, and ``slice`` says
-``{"page", "limit", "attributes"}`` (how many the event has in all); a slice reads only its own parts from
-MISP. ``options`` overrides ``[Formats]``
-keys for this request.
+(``limit`` of them in MISP's order, objects' attributes inside their objects) with all of the event's own
+fields, and ``slice`` says ``{"page", "limit", "attributes"}`` (how many the event has in all); a slice
+reads only its own parts from MISP. ``options`` overrides ``[Formats]`` keys for this request.
 """
 from __future__ import annotations
 

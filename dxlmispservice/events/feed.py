@@ -207,7 +207,7 @@ class Feed:
         self._publisher = publisher
         self._unique_id = service_unique_id
         self._topic = feed_topic(service_unique_id)
-        self._format_names = tuple(getattr(settings, "formats", ("misp",)))
+        self._format_names = tuple(settings.formats)
         self._format_settings = formats or FormatSettings()
         self._filters = Filters.from_settings(settings)
         self._clock = clock

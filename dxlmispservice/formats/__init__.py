@@ -17,12 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dxlmispservice.errors import ExportFailed, InvalidArguments, MispServiceError
-from dxlmispservice.settings.formats import FormatSettings
+from dxlmispservice.settings.formats import FORMAT_NAMES, FormatSettings
 
 logger = logging.getLogger(__name__)
-
-#: The formats, in the order the docs list them.
-FORMAT_NAMES = ("stix2", "stix1", "ctim", "xsoar")
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,7 @@ def _sightings(event: Mapping[str, Any], settings: FormatSettings, ids: _Ids, in
         sightings.append(_sighting(ids, key, settings, incident, found, relations, me.iso(seen), source,
                                    f"Sighting of {attribute.get('type')} {_short(str(attribute.get('value')), 200)}"))
     observables: list[dict[str, str]] = []
+    seen: set[tuple[str, str]] = set()
     relations: list[tuple[dict[str, str], str, dict[str, str]]] = []
     for attribute, _ in me.attributes(event):
         if not attribute.get("to_ids"):
@@ -117,7 +118,10 @@ def _sightings(event: Mapping[str, Any], settings: FormatSettings, ids: _Ids, in
         found, pairs = ctimtypes.observables(str(attribute.get("type")), str(attribute.get("value")))
         if not found:
             skipped[f"attribute type {attribute.get('type')} (no CTIM observable)"] += 1
-        observables.extend(o for o in found if o not in observables)
+        for observable in found:
+            if (observable["type"], observable["value"]) not in seen:
+                seen.add((observable["type"], observable["value"]))
+                observables.append(observable)
         relations.extend(pairs)
     if observables:
         sightings.append(_sighting(ids, "event", settings, incident, observables, relations, me.day(event),

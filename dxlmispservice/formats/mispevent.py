@@ -11,7 +11,7 @@ from dxlmispservice.errors import ExportFailed
 
 _TECHNIQUE = re.compile(r"\bT\d{4}(?:\.\d{3})?\b")
 _TACTIC = re.compile(r"\bTA\d{4}\b")
-_QUOTED = re.compile(r'="(.*)"$')
+QUOTED = re.compile(r'="(.*)"$')
 #: Galaxy cluster types whose value names a victim.
 VICTIM_CLUSTER_TYPES = ("target-information", "sector")
 
@@ -124,28 +124,12 @@ def _deleted(item: Mapping[str, Any]) -> bool:
     return str(item.get("deleted")).lower() in ("true", "1")
 
 
-def attribute_slice(event: Mapping[str, Any], page: int, limit: int) -> tuple[dict[str, Any], int]:
-    """The event with only the ``page``-th ``limit`` of its live attributes (counted over its own, then its
-    objects', in order), each object kept with the attributes of it in the slice; and how many there are."""
-    chosen = list(attributes(event))
-    total = len(chosen)
-    keep = {id(a) for a, _ in chosen[(page - 1) * limit:page * limit]}
-    sliced = dict(event, Attribute=[a for a in event.get("Attribute") or [] if id(a) in keep])
-    objects = []
-    for obj in event.get("Object") or []:
-        inside = [a for a in obj.get("Attribute") or [] if id(a) in keep]
-        if inside:
-            objects.append(dict(obj, Attribute=inside))
-    sliced["Object"] = objects
-    return sliced, total
-
-
 def victims(event: Mapping[str, Any]) -> list[str]:
     """Victim names from ``victim:``/``target:`` tags and target-information or sector clusters."""
     names = []
     for tag in tag_names(event):
         if tag.lower().startswith(("victim", "target")):
-            quoted = _QUOTED.search(tag)
+            quoted = QUOTED.search(tag)
             names.append(quoted.group(1) if quoted else tag.rsplit(":", 1)[-1])
     names += [str(c.get("value")) for c in clusters(event) if c.get("type") in VICTIM_CLUSTER_TYPES]
     return list(dict.fromkeys(n.strip() for n in names if n and n.strip()))

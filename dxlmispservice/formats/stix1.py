@@ -28,7 +28,7 @@ from typing import Any
 
 from dxlmispservice.formats import Export
 from dxlmispservice.formats import mispevent as me
-from dxlmispservice.formats.mispevent import victims
+from dxlmispservice.formats.mispevent import QUOTED, victims
 from dxlmispservice.formats.stix2 import skipped_of
 from dxlmispservice.settings.formats import FormatSettings
 
@@ -44,7 +44,6 @@ EFFECTS = {term.lower(): term for term in (
     "Loss of Confidential / Proprietary Information or Intellectual Property",
     "Regulatory, Compliance or Legal Impact", "Unintended Access", "User Data Loss")}
 _LOCK = threading.Lock()
-_QUOTED = re.compile(r'="(.*)"$')
 
 
 def convert(event: Mapping[str, Any], settings: FormatSettings) -> Export:
@@ -138,7 +137,7 @@ def effects(event: Mapping[str, Any]) -> tuple[list[str], int]:
         head = tag.split("=", 1)[0].split(":", 1)[0].lower()
         if head not in ("effect", "incident-effect", "impact"):
             continue
-        quoted = _QUOTED.search(tag)
+        quoted = QUOTED.search(tag)
         term = EFFECTS.get((quoted.group(1) if quoted else tag.rsplit(":", 1)[-1]).strip().lower())
         if term:
             found.append(term)

@@ -126,7 +126,7 @@ class Settings:
                 callback_pool=pools.parse(parser, CALLBACK_POOL, base_dir),
                 zeromq=zeromq.parse(section, urlsplit(misp_url).hostname or "", environ),
                 feed=feed.parse(parser, base_dir),
-                formats=formats.parse(parser, base_dir, misp_url),
+                formats=formats.parse(parser, base_dir),
             )
         except ConfigError as exc:
             raise ConfigError(redact(exc.message, api_key)) from None

@@ -7,13 +7,14 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from dxlmispservice.settings.formats import FORMAT_NAMES
 from dxlmispservice.settings.section import Section
 
 FEED = "Feed"
 FEED_KEYS = ("enabled", "interval", "lookback", "tags", "notTags", "orgs", "publishedOnly", "threatLevels",
              "pageSize", "stateFile", "formats")
 #: The formats the feed can publish in: MISP's own, and those of dxlmispservice.formats.
-FEED_FORMATS = ("misp", "stix2", "stix1", "ctim", "xsoar")
+FEED_FORMATS = ("misp",) + FORMAT_NAMES
 _DURATION = re.compile(r"^\d+[smhdw]$")
 
 

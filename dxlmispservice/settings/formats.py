@@ -14,6 +14,8 @@ FORMATS = "Formats"
 #: The CTIM schema version the CTIM bundles declare by default: the release threatgrid/ctim states in
 #: ``resources/ctim/version.edn`` (its ``ctim-schema-version`` is the release version; read 2026-12-02).
 CTIM_SCHEMA_VERSION = "1.3.26"
+#: The formats of dxlmispservice.formats, in the order the docs list them.
+FORMAT_NAMES = ("stix2", "stix1", "ctim", "xsoar")
 #: CTIM's TLP vocabulary.
 CTIM_TLPS = ("red", "amber", "green", "white")
 
@@ -66,13 +68,12 @@ _ATTRIBUTES = {_ini_name(f.name): f.name for f in fields(FormatSettings)}
 KEYS = tuple(_ATTRIBUTES)
 
 
-def parse(parser: configparser.RawConfigParser, base_dir: str | None, misp_url: str) -> FormatSettings:
-    """``[Formats]``, with ``eventUrl`` defaulting to MISP's own URL for events."""
+def parse(parser: configparser.RawConfigParser, base_dir: str | None) -> FormatSettings:
+    """``[Formats]`` (Settings fills an unset ``eventUrl`` in from MISP's URL: :func:`with_misp_url`)."""
     section = Section(parser, FORMATS, KEYS, base_dir)
     default = FormatSettings()
     settings = FormatSettings(**{attribute: section.text(key, getattr(default, attribute))
                                  for key, attribute in _ATTRIBUTES.items()})
-    settings = with_misp_url(settings, misp_url)
     problem = settings.problem()
     if problem:
         key = problem.split(" ", 1)[0]

@@ -3,12 +3,15 @@ collector of asynchronous answers."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from dxlclient.callbacks import ResponseCallback
 from dxlclient.message import Message, Response
 
-from dxlmisp_devstack.testing import Requester
+from dxlmisp_devstack.testing import Requester, StackHandle
 from dxlmispservice.names import request_topic
 
 
@@ -22,6 +25,18 @@ def call(requester: Requester, api_name: str, payload: dict[str, Any]) -> Any:
 def make_event(misp: Any, info: str) -> dict[str, Any]:
     """An event made directly in MISP (not through the service)."""
     return misp.add_event({"info": info, "distribution": 0, "threat_level_id": 3, "analysis": 0})["Event"]
+
+
+@contextmanager
+def limited_service(devstack: StackHandle, directory: Path, unique_id: str, max_response_size: int) -> Iterator[str]:
+    """A service variant under ``unique_id`` with ``maxResponseSize`` set (feed and ZeroMQ forwarding off),
+    running while the block runs; yields its serviceUniqueId."""
+    config = devstack.config_dir(directory / "config", {
+        "General": {"serviceUniqueId": unique_id, "maxResponseSize": str(max_response_size),
+                    "zeroMqNotificationTopics": None, "zeroMqPort": None},
+        "Feed": {"enabled": "false"}})
+    with devstack.run_service(config):
+        yield unique_id
 
 
 class Collect(ResponseCallback):

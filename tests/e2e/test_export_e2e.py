@@ -16,7 +16,7 @@ import pytest
 from dxlmisp_devstack.testing import Requester, StackHandle
 from dxlmispservice.formats.ctimcheck import check
 from dxlmispservice.names import request_topic
-from tests.e2e.helpers import call
+from tests.e2e.helpers import call, limited_service
 from tests.formats.validators import stix1_errors, stix2_errors
 
 CTIM_SCHEMA = json.loads((Path(__file__).parents[1] / "formats" / "ctim_bundle.schema.json").read_text())
@@ -104,12 +104,8 @@ def test_bad_requests_get_their_codes(dxl_requester: Requester, built: dict[str,
 @pytest.fixture(scope="module")
 def small(devstack: StackHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A service variant with maxResponseSize 20000 (feed and forwarding off); yields its serviceUniqueId."""
-    config = devstack.config_dir(tmp_path_factory.mktemp("export") / "config", {
-        "General": {"serviceUniqueId": UNIQUE_ID, "maxResponseSize": str(LIMIT), "zeroMqNotificationTopics": None,
-                    "zeroMqPort": None},
-        "Feed": {"enabled": "false"}})
-    with devstack.run_service(config):
-        yield UNIQUE_ID
+    with limited_service(devstack, tmp_path_factory.mktemp("export"), UNIQUE_ID, LIMIT) as unique_id:
+        yield unique_id
 
 
 def test_a_big_export_follows_the_advice_in_valid_slices(dxl_requester: Requester, misp: Any, small: str) -> None:

@@ -24,12 +24,8 @@ UNIQUE_ID = "e2e-paging"
 @pytest.fixture(scope="module")
 def paged(devstack: StackHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The variant with maxResponseSize 20000 (feed and ZeroMQ forwarding off); yields its serviceUniqueId."""
-    config = devstack.config_dir(tmp_path_factory.mktemp("paging") / "config", {
-        "General": {"serviceUniqueId": UNIQUE_ID, "maxResponseSize": str(LIMIT), "zeroMqNotificationTopics": None,
-                    "zeroMqPort": None},
-        "Feed": {"enabled": "false"}})
-    with devstack.run_service(config):
-        yield UNIQUE_ID
+    with helpers.limited_service(devstack, tmp_path_factory.mktemp("paging"), UNIQUE_ID, LIMIT) as unique_id:
+        yield unique_id
 
 
 def ask(requester: Requester, api_name: str, payload: dict[str, Any]) -> Reply:
