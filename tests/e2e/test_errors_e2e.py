@@ -297,8 +297,11 @@ def test_every_error_code_reaches_the_requester_without_the_api_key(
         4: [("new_event", {"info": "x"}, dead[1])],
         5: [("get_event", {"event_id": event["id"]}, small[1])],
         6: [("tags", {}, "")],
+        8: [("export_event", {"event": 4242, "format": "xsoar"}, "")],
     }
     devstack.answer_route("/tags/index", {"unexpected": []})  # see the internal_error test
+    devstack.answer_route("/events/view/4242", {"Event": {"id": "4242", "uuid": "5f1e2d3c-4b5a-4c6d-8e7f-901234567890",
+                                                          "info": "no date", "date": "someday"}})  # xsoar needs one
     assert set(provoke) | {7} == set(ERROR_CODES)  # 7, service_busy, takes a burst: test_faults_e2e.py
     keys = [devstack.info["misp_api_key"], devstack.info["misp_readonly_api_key"], WRONG_KEY]
     seen: dict[int, set[int]] = {}
