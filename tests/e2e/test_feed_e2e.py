@@ -71,7 +71,8 @@ def add_event(misp: Any, info: str, timestamp: int, *, tags: tuple[str, ...] = (
     return dict(event)
 
 
-def feed_config(devstack: StackHandle, directory: Path, unique_id: str, **feed: str) -> Path:
+def feed_config(devstack: StackHandle, directory: Path, unique_id: str, api_names: str = "get_event",
+                **feed: str) -> Path:
     """A feed-only service variant: its own serviceUniqueId and state file, a 0.5 s interval, ``feed`` keys.
 
     The session service's config dir is copied without its feed state first: ``make_config_dir`` would copy
@@ -81,7 +82,7 @@ def feed_config(devstack: StackHandle, directory: Path, unique_id: str, **feed: 
     base = directory / "base"
     shutil.copytree(devstack.info["service_config_dir"], base, ignore=shutil.ignore_patterns("*feed-state*"))
     return make_config_dir(base, directory / "service", {
-        "General": {"serviceUniqueId": unique_id, "zeroMqNotificationTopics": None, "apiNames": "get_event"},
+        "General": {"serviceUniqueId": unique_id, "zeroMqNotificationTopics": None, "apiNames": api_names},
         "Feed": {"enabled": "true", "interval": "0.5", "lookback": "1d", **feed},
     })
 
