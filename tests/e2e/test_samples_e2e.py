@@ -277,3 +277,21 @@ def test_every_other_sample_runs_unmodified(devstack: StackHandle, sample: str) 
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"^(Response to the .+|Notification on .+):$", result.stdout, re.M), result.stdout
     assert "Error invoking service" not in result.stdout
+
+
+def test_export_sample_prints_the_event_in_each_format(devstack: StackHandle) -> None:
+    """basic_export_example prints four documents: CTIM with the sensor's sighting, STIX 2.1 with the
+    technique, the STIX 1.2 Incident's XML, and the XSOAR incident named after the event."""
+    result = run_sample(devstack, SAMPLES / "basic_export_example.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    headings = re.findall(r"^Response to the export_event request \((\w+), ", result.stdout, re.M)
+    assert headings == ["ctim", "stix2", "stix1", "xsoar"]
+    parts = re.split(r"^Response to the export_event request .*:$", result.stdout, flags=re.M)[1:]
+    ctim, stix2, stix1, xsoar = (part.split("\nLeft out of")[0] for part in parts)
+    bundle = json.loads(ctim)
+    assert any(s["source"] == "export example sensor" for s in bundle["sightings"])
+    patterns = [o for o in json.loads(stix2)["objects"] if o["type"] == "attack-pattern"]
+    assert [r["external_id"] for o in patterns for r in o.get("external_references", ())
+            if r.get("source_name") == "mitre-attack"] == ["T1566"]
+    assert "<incident:Title>OpenDXL MISP export example</incident:Title>" in stix1
+    assert json.loads(xsoar)["name"] == "OpenDXL MISP export example"
