@@ -1,9 +1,9 @@
 """``python -m bench [--quick] [--only SECTION ...] [--keep]``: the whole bench on a fresh dev stack.
 
-Sections, in order: compare (floor, direct and bridge, interleaved; then size and profile on the same
-service), breakdown, peer, notifications, start, feed (last: it empties MISP and fills it with its
-backlog). A section that fails is reported and the others still run. Prints the markdown table (and the
-profile), writes the JSON document to
+Sections, in order: compare (floor, direct and bridge, interleaved; then size, profile and exports on
+the same service), breakdown, peer, notifications, start, feed and feed_formats (last: each empties MISP
+and fills it with its backlog). A section that fails is reported and the others still run. Prints the
+markdown table (and the profile), writes the JSON document to
 ``$BENCH_JSON`` (default ``bench/out/latest.json``), and exits 1 if any section failed.
 
 The stack's work directory is ``bench/out/work`` (logs, configs, py-spy output), replaced on each run.
@@ -26,12 +26,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import breakdown, compare, direct, dxl, feed, floor, notify, peer, profile, report, seed, size, start
+from . import breakdown, compare, direct, dxl, exports, feed, floor, notify, peer, profile, report, seed, size, start
 from .compare import Plan
 from .env import BenchStack, bench_stack, misp_tls
 
 OUT = Path(__file__).resolve().parent / "out"
-SECTIONS = ("compare", "size", "profile", "breakdown", "peer", "notifications", "start", "feed")
+SECTIONS = ("compare", "size", "profile", "exports", "breakdown", "peer", "notifications", "start", "feed",
+            "feed_formats")
+#: The feed_formats section's [Feed] formats.
+FEED_FORMATS = ("misp", "ctim")
 SIZES = {"10": 10, "100": 100, "1000": 1000}
 OVERSIZED = 10_000
 
@@ -53,13 +56,14 @@ class Counts:
     notifications_rate: float = 2000.0
     start_runs: int = 5
     feed_backlog: int = 5000
+    exports_scale: float = 1.0
 
 
 QUICK = Counts(compare=Plan(sequential=200, rounds_sequential=4, throughput=640, rounds_throughput=2, level=300,
                             floor_level=400),
                size_reps=(("10", 20), ("100", 10), ("1000", 5)), oversized_reps=2, profile_split_s=2.0,
                profile_sample_s=3.0, breakdown_n=200, peer_sequential=60, peer_level=160, notifications=1000,
-               start_runs=1, feed_backlog=500)
+               start_runs=1, feed_backlog=500, exports_scale=0.2)
 
 
 def machine() -> dict[str, Any]:
@@ -133,9 +137,10 @@ def run_all(bench: BenchStack, counts: Counts, run: Run) -> None:
     say("seeding MISP")
     events = {key: seed.make_event(misp, n, f"bench {n} attributes") for key, n in SIZES.items()}
     big = seed.make_event(misp, OVERSIZED, f"bench {OVERSIZED} attributes") if run.wanted("size") else ""
+    exported = exports.make_events(misp, SIZES) if run.wanted("exports") else {}
     event_id = events["10"]
     answer_bytes = len(json.dumps(misp.get_event(event_id, pythonify=False), separators=(",", ":")))
-    if run.wanted("compare") or run.wanted("size") or run.wanted("profile"):
+    if any(run.wanted(name) for name in ("compare", "size", "profile", "exports")):
         with floor.echo_service(bench), bench.service(bench.service_config("service-bridge")) as service:
             client = dxl.connect(bench.client_config("requester"))
             try:
@@ -151,6 +156,8 @@ def run_all(bench: BenchStack, counts: Counts, run: Run) -> None:
                 run.section("profile", lambda: profile.run(client, loads, service.pid, pids, bench.workdir,
                                                            split_seconds=counts.profile_split_s,
                                                            sample_seconds=counts.profile_sample_s))
+                run.section("exports", lambda: exports.run(misp, client, bench.info["misp_url"], exported,
+                                                           counts.exports_scale))
             finally:
                 dxl.destroy_all([client])
     run.section("breakdown", lambda: breakdown.run(bench, event_id, n=counts.breakdown_n))
@@ -159,6 +166,7 @@ def run_all(bench: BenchStack, counts: Counts, run: Run) -> None:
     run.section("notifications", lambda: notify.run(bench, count=counts.notifications, rate=counts.notifications_rate))
     run.section("start", lambda: start.run(bench, event_id, runs=counts.start_runs))
     run.section("feed", lambda: feed.run(bench, backlog=counts.feed_backlog))
+    run.section("feed_formats", lambda: feed.run(bench, backlog=counts.feed_backlog, formats=FEED_FORMATS))
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:

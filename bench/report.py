@@ -30,6 +30,11 @@ TARGETS: dict[str, tuple[str, float, str]] = {
     "feed_lost": ("<=", 0, "backlog events never sent on the feed"),
     "start_s": ("<=", 2.0, "python -m dxlmispservice: spawn to registered and answering, median s"),
     "peer_legacy_search_ratio": ("<=", 1.0, "legacy search p50: ours / dxlmispservice 0.1.5"),
+    "exports_ctim_vs_stix2_1000": ("<=", 0.1, "1,000 attributes, module alone: CTIM p50 / misp-stix STIX 2.1 p50"),
+    "exports_bridge_vs_direct_1000": ("<=", 1.1, "1,000 attributes: export_event p50 / direct get_event + the same "
+                                                 "conversion p50, worst format answered whole"),
+    "feed_formats_duplicates": ("<=", 0, "feed with formats misp,ctim: events sent twice, all formats, 5,000 backlog"),
+    "feed_formats_lost": ("<=", 0, "feed with formats misp,ctim: backlog events never sent, all formats"),
 }
 
 
@@ -77,7 +82,21 @@ def target_values(figures: Mapping[str, Any]) -> dict[str, float | None]:
         "start_s": dig(figures, "start", "median_s"),
         "peer_legacy_search_ratio": ratio(dig(figures, "peer", "ours", "search", "sequential", "p50_ms"),
                                           dig(figures, "peer", "orig", "search", "sequential", "p50_ms")),
+        "exports_ctim_vs_stix2_1000": ratio(dig(figures, "exports", "sizes", "1000", "ctim", "module", "p50_ms"),
+                                            dig(figures, "exports", "sizes", "1000", "stix2", "module", "p50_ms")),
+        "exports_bridge_vs_direct_1000": _export_bridge(figures),
+        "feed_formats_duplicates": dig(figures, "feed_formats", "duplicates"),
+        "feed_formats_lost": dig(figures, "feed_formats", "lost"),
     }
+
+
+def _export_bridge(figures: Mapping[str, Any]) -> float | None:
+    """The worst bridge / direct p50 ratio at 1,000 attributes over the formats answered whole (not paged)."""
+    formats = dig(figures, "exports", "sizes", "1000") or {}
+    whole = [entry for entry in formats.values() if not entry.get("paged")]
+    if not whole:
+        return None
+    return _worst([ratio(dig(e, "bridge", "p50_ms"), dig(e, "direct", "p50_ms")) for e in whole], max)
 
 
 def met(rule: str, value: float | None, bar: float) -> bool:
@@ -167,6 +186,7 @@ def rows(figures: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
                         f"direct 16 threads {ms(direct.get('threads16_latency'))}", ""))
     out.extend(_breakdown_rows(figures))
     out.extend(_size_rows(figures.get("size") or {}))
+    out.extend(_export_rows(figures.get("exports") or {}))
     out.extend(_other_rows(figures))
     return out
 
@@ -219,6 +239,23 @@ def _size_rows(size: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def _export_rows(exports: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    out = []
+    for count, formats in (exports.get("sizes") or {}).items():
+        for name, entry in formats.items():
+            how = f"in {entry['slices']} slices of export_event" if entry.get("paged") else "export_event"
+            out.append((f"Export {name}, {int(count):,} attributes ({entry['bytes']:,} B), {how}",
+                        ms(entry.get("bridge")),
+                        f"direct get_event + conversion {ms(entry.get('direct'))}; "
+                        f"module alone {ms(entry.get('module'))}",
+                        times(ratio(dig(entry, "bridge", "p50_ms"), dig(entry, "direct", "p50_ms")))))
+    for name, entry in (exports.get("profile") or {}).items():
+        shares = ", ".join(f"{package} {share:.0f} %" for package, share in entry.get("packages", [])[:4])
+        out.append((f"Where the {name} module's time goes (1,000 attributes, cProfile own time)", shares,
+                    f"{entry['seconds'] * 1000:.0f} ms under the profiler", ""))
+    return out
+
+
 def _other_rows(figures: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
     out = []
     notes = figures.get("notifications")
@@ -231,6 +268,13 @@ def _other_rows(figures: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
         out.append((f"Feed: backlog of {feed['backlog']:,} events",
                     f"{feed['seconds']:.1f} s ({feed['rate']:.0f} events/s)",
                     f"duplicates {feed['duplicates']}, lost {feed['lost']}", ""))
+    formats = figures.get("feed_formats")
+    if formats:
+        out.append((f"Feed with formats {','.join(formats.get('formats', {}))}: backlog of "
+                    f"{formats['backlog']:,} events",
+                    f"{formats['seconds']:.1f} s ({formats['rate']:.0f} events/s in every format)",
+                    f"duplicates {formats['duplicates']}, lost {formats['lost']}",
+                    times(ratio(formats.get("seconds"), dig(figures, "feed", "seconds"))) + " of the misp-only feed"))
     peer = figures.get("peer")
     if peer:
         for call in CALLS:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from bench import feed, notify, profile, report
+from bench import exports, feed, notify, profile, report
 from bench.stats import Latency, Throughput, percentile, ratio
 
 
@@ -32,6 +32,17 @@ def figures() -> dict:
         "start": {"runs": [0.5], "median_s": 0.5},
         "peer": {"version": "0.1.5", "misp_url": "https://x", "ours": {"search": {"sequential": lat(2.0)}},
                  "orig": {"search": {"sequential": lat(4.0)}}},
+        "exports": {"sizes": {"1000": {
+            "stix2": {"bytes": 2_000_000, "paged": True, "slices": 4, "module": lat(4000.0), "direct": lat(4100.0),
+                      "bridge": lat(4700.0)},
+            "ctim": {"bytes": 40_000, "paged": False, "slices": 1, "module": lat(20.0), "direct": lat(30.0),
+                     "bridge": lat(32.0)},
+            "xsoar": {"bytes": 500_000, "paged": False, "slices": 1, "module": lat(10.0), "direct": lat(20.0),
+                      "bridge": lat(21.0)}}},
+            "profile": {"ctim": {"seconds": 0.05, "packages": [["dxlmispservice", 60.0], ["stdlib", 40.0]],
+                                 "top_self": [["convert (dxlmispservice)", 30.0]]}}},
+        "feed_formats": {"backlog": 5000, "duplicates": 0, "lost": 0, "seconds": 6.0, "rate": 833.0,
+                         "formats": {"misp": {}, "ctim": {}}},
     }
 
 
@@ -87,6 +98,26 @@ def test_targets_computed_from_the_figures() -> None:
     assert computed["start_s"]["value"] == 0.5
     assert all(target["met"] for target in computed.values())
     assert computed["notifications_rate"]["bar"] == 1000
+    assert computed["exports_ctim_vs_stix2_1000"]["value"] == pytest.approx(0.005)
+    assert computed["exports_bridge_vs_direct_1000"]["value"] == pytest.approx(32 / 30, abs=1e-3)
+
+
+def test_export_bridge_target_takes_the_worst_whole_format_and_leaves_paged_ones_out() -> None:
+    """A paged export (stix2 at 1.15×) does not count; a whole one over 1.1× fails the target."""
+    data = figures()
+    assert report.targets(data)["exports_bridge_vs_direct_1000"]["met"] is True
+    data["exports"]["sizes"]["1000"]["xsoar"]["bridge"] = lat(24.0)
+    computed = report.targets(data)["exports_bridge_vs_direct_1000"]
+    assert computed["value"] == pytest.approx(1.2) and computed["met"] is False
+
+
+def test_package_of_names_the_top_level_package() -> None:
+    """A profiled file is put in its site-packages package, ours, the standard library, or builtins."""
+    assert exports.package_of("/v/lib/python3.11/site-packages/stix2/base.py") == "stix2"
+    assert exports.package_of("/v/lib/python3.11/site-packages/six.py") == "six"
+    assert exports.package_of("/work/main/dxlmispservice/formats/ctim.py") == "dxlmispservice"
+    assert exports.package_of("/usr/lib/python3.11/copy.py") == "stdlib"
+    assert exports.package_of("~") == "builtins"
 
 
 def test_added_latency_takes_the_worst_call() -> None:
@@ -190,6 +221,18 @@ def test_feed_summary_counts_duplicates_losses_and_strangers() -> None:
     assert result["unexpected"] == 2
     assert result["seconds"] == pytest.approx(2.0)
     assert result["from_spawn_s"] == pytest.approx(3.0)
+
+
+def test_feed_summary_counts_each_format_on_its_own_and_sums_them() -> None:
+    """With formats misp and ctim, a uuid missing from ctim is lost there though misp has it; totals add up."""
+    def ctim(uuid: str) -> dict:
+        return {"feed": {"position": {"uuid": uuid}}, "format": "ctim", "document": {}}
+    items = [(1.0, {"Event": {"uuid": "a"}}), (1.1, ctim("a")), (2.0, {"Event": {"uuid": "b"}}), (2.1, ctim("a")),
+             (3.0, {"feed": {}, "format": "stix2"})]
+    result = feed.summarize(items, ["a", "b"], spawned=0.5, create_seconds=1.0, formats=("misp", "ctim"))
+    assert result["formats"]["misp"] == {"received": 2, "unique": 2, "duplicates": 0, "lost": 0, "unexpected": 0}
+    assert result["formats"]["ctim"] == {"received": 2, "unique": 1, "duplicates": 1, "lost": 1, "unexpected": 0}
+    assert (result["duplicates"], result["lost"], result["unique"], result["unexpected"]) == (1, 1, 1, 1)
 
 
 def test_breakdown_splits_a_call_into_its_parts() -> None:

@@ -4,7 +4,8 @@ bundles, XSOAR incidents): one pure module per format, a MISP event in and a doc
 Each format module has ``convert(event, settings) -> Export``: ``event`` is MISP's JSON of one event (as
 ``get_event`` answers it, ``{"Event": {...}}`` or the inner object), ``settings`` the ``[Formats]``
 settings. :func:`export` picks the module by name (importing it on first use: misp-stix takes a second to
-import), hands it its own copy of the event (misp-stix changes the dict it is given), and turns a
+import), hands it its own copy of the event when the module sets ``CHANGES_ITS_INPUT`` (misp-stix changes
+the dict it is given; our own converters only read it, and copying was most of their time), and turns a
 converter's failure into :class:`~dxlmispservice.errors.ExportFailed`.
 """
 from __future__ import annotations
@@ -49,7 +50,8 @@ def export(name: str, event: Mapping[str, Any], settings: FormatSettings) -> Exp
     """``event`` converted to the format ``name``; ExportFailed when the converter cannot."""
     module = importlib.import_module(f"{__name__}.{check_format(name)}")
     try:
-        return module.convert(copy.deepcopy(event), settings)  # type: ignore[no-any-return]
+        given = copy.deepcopy(event) if getattr(module, "CHANGES_ITS_INPUT", False) else event
+        return module.convert(given, settings)  # type: ignore[no-any-return]
     except MispServiceError:
         raise
     except Exception as exc:  # a converter (misp-stix, python-stix) failing on this event

@@ -33,6 +33,8 @@ from dxlmispservice.formats.stix2 import skipped_of
 from dxlmispservice.settings.formats import FormatSettings
 
 CONTENT_TYPE = "application/xml"
+#: misp-stix changes the event dict it is given: export() hands it a copy.
+CHANGES_ITS_INPUT = True
 #: The XML namespace bound to the id prefix.
 NAMESPACE = "https://www.misp-project.org"
 #: STIX's IncidentEffectVocab-1.0, by lower-case term.

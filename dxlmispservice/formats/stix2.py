@@ -19,6 +19,8 @@ from dxlmispservice.formats import mispevent as me
 from dxlmispservice.settings.formats import FormatSettings
 
 CONTENT_TYPE = "application/stix+json;version=2.1"
+#: misp-stix changes the event dict it is given: export() hands it a copy.
+CHANGES_ITS_INPUT = True
 _NOT_MAPPED = re.compile(r"MISP (?:Attribute|Object) (?:type|name) (\S+) not mapped")
 
 

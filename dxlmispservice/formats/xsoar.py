@@ -1,7 +1,7 @@
 """``xsoar``: a MISP event as the incident Cortex XSOAR's fetch-incidents returns.
 
 ``name`` the event's ``info``; ``occurred`` its ``date`` at 00:00 UTC (ISO 8601); ``rawJSON`` the MISP event
-as a JSON string (for XSOAR's mapping stage); ``severity`` from ``threat_level_id`` (1 → 3 high, 2 → 2
+as a compact JSON string, its keys in MISP's order (for XSOAR's mapping stage); ``severity`` from ``threat_level_id`` (1 → 3 high, 2 → 2
 medium, 3 → 1 low, 4 → 0 unknown); ``labels`` one ``{"type": "tag", "value": name}`` per event tag;
 ``dbotMirrorId`` the event's uuid. Nothing is left out: the whole event is in ``rawJSON``.
 """
@@ -26,7 +26,7 @@ def convert(event: Mapping[str, Any], settings: FormatSettings) -> Export:
     incident = {
         "name": str(body["info"]),
         "occurred": me.day(body),
-        "rawJSON": json.dumps({"Event": body}, sort_keys=True),
+        "rawJSON": json.dumps({"Event": body}, separators=(",", ":"), ensure_ascii=False),
         "severity": SEVERITY.get(str(body.get("threat_level_id")), 0),
         "labels": [{"type": "tag", "value": name} for name in me.tag_names(body)],
         "dbotMirrorId": str(body["uuid"]),
